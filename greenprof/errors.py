@@ -1,0 +1,40 @@
+"""greenprof's own exception family.
+
+Errors from vendor libraries (NVML, the kernel's powercap files, torchao, ...) are converted into
+these at the boundary, with a message that says what to do.
+"""
+
+
+class GreenprofError(Exception):
+    """Base class of every error greenprof raises on purpose."""
+
+
+class ConfigError(GreenprofError, ValueError):
+    """An option or argument has a value greenprof cannot use."""
+
+
+class SensorError(GreenprofError):
+    """A sensor could not be read."""
+
+
+class SensorUnavailable(SensorError):
+    """A kind of sensor cannot be used on this machine.
+
+    Attributes:
+        kind: the sensor kind (``"nvml"``, ``"rapl"``, ...).
+        reason: why it cannot be used, in one sentence.
+        fix: what the user can do about it, or ``""`` when nothing can be done.
+    """
+
+    def __init__(self, kind: str, reason: str, fix: str = "") -> None:
+        self.kind = kind
+        self.reason = reason
+        self.fix = fix
+        message = f"{kind}: {reason}"
+        if fix:
+            message += f" Fix: {fix}"
+        super().__init__(message)
+
+
+class SessionFormatError(GreenprofError):
+    """A saved run directory is missing, truncated, corrupt or written by a newer greenprof."""

@@ -1,0 +1,275 @@
+"""The result of a profile: per-layer joules, sensor samples and a bounded span trace.
+
+A Session is the only thing renderers see. It saves as a run directory of plain files (JSON plus
+CSV tables, never pickle) that any later greenprof, or any other tool, can read.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from greenprof.errors import SessionFormatError
+
+#: Bumped whenever a saved run directory changes in a way older readers cannot follow.
+FORMAT_VERSION = 1
+
+LAYER_COLUMNS = [
+    "module",
+    "type",
+    "phase",
+    "calls",
+    "time_s",
+    "energy_j",
+    "energy_lo_j",
+    "energy_hi_j",
+]
+SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
+SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
+PHASES = ("forward", "backward", "optimizer", "other")
+
+#: The row that holds time spent outside every module (data loading, Python glue).
+OUTSIDE_MODULE = "(outside modules)"
+
+META_FILE = "session.json"
+LAYERS_FILE = "layers.csv"
+SAMPLES_FILE = "samples.csv"
+SPANS_FILE = "spans.csv"
+
+
+def _frame(rows: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    if rows is None or len(rows) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+    return rows[columns].reset_index(drop=True)
+
+
+def _dtype(column: str) -> str:
+    if column in ("module", "type", "phase", "sensor"):
+        return "object"
+    if column in ("calls", "depth"):
+        return "int64"
+    return "float64"
+
+
+class Session:
+    """Everything one profile measured.
+
+    Attributes:
+        meta: facts of the run (versions, command, host, sensors, totals, warnings).
+
+    Example:
+        >>> import greenprof
+        >>> from greenprof.sensors import ReplaySensor
+        >>> sensor = ReplaySensor([0.0, 10.0], [0.0, 50.0], name="demo")
+        >>> with greenprof.profile(sensors=[sensor]) as prof:  # doctest: +SKIP
+        ...     model(batch)
+        >>> prof.session.layers().head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        layers: pd.DataFrame | None = None,
+        samples: pd.DataFrame | None = None,
+        spans: pd.DataFrame | None = None,
+    ) -> None:
+        self.meta = dict(meta)
+        self.meta.setdefault("format_version", FORMAT_VERSION)
+        self.meta.setdefault("warnings", [])
+        self.meta.setdefault("sensors", [])
+        self._layers = _frame(layers, LAYER_COLUMNS)
+        self._samples = _frame(samples, SAMPLE_COLUMNS)
+        self._spans = _frame(spans, SPAN_COLUMNS)
+
+    # ----------------------------------------------------------------- queries
+    def layers(self) -> pd.DataFrame:
+        """Return one row per (module, phase), highest self energy first (a copy)."""
+        return self._layers.copy()
+
+    def samples(self) -> pd.DataFrame:
+        """Return each sensor's cumulative energy over time (``sensor, t_s, energy_j``)."""
+        return self._samples.copy()
+
+    def spans(self) -> pd.DataFrame:
+        """Return the bounded span trace (``module, phase, t0_s, t1_s, depth``)."""
+        return self._spans.copy()
+
+    @property
+    def total_energy_j(self) -> float:
+        """Measured (or estimated) joules of the whole profile, all sensors together."""
+        return float(self.meta.get("total_energy_j", float(self._layers["energy_j"].sum())))
+
+    @property
+    def total_energy_lo_j(self) -> float:
+        """Lower bound of :attr:`total_energy_j`."""
+        return float(self.meta.get("total_energy_lo_j", self.total_energy_j))
+
+    @property
+    def total_energy_hi_j(self) -> float:
+        """Upper bound of :attr:`total_energy_j`."""
+        return float(self.meta.get("total_energy_hi_j", self.total_energy_j))
+
+    @property
+    def duration_s(self) -> float:
+        """Wall time the profile covered, in seconds."""
+        return float(self.meta.get("duration_s", 0.0))
+
+    @property
+    def estimated(self) -> bool:
+        """True when any joule in this session comes from an estimating sensor."""
+        return any(not s.get("measured", False) for s in self.meta["sensors"]) or not self.meta[
+            "sensors"
+        ]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings about resolution, failed sensors and hook inconsistencies."""
+        return list(self.meta["warnings"])
+
+    def total(self) -> float:
+        """Same as :attr:`total_energy_j`, for sentences like ``session.total()``."""
+        return self.total_energy_j
+
+    def by_module(self) -> pd.DataFrame:
+        """Return self energy per module, all phases summed, highest first."""
+        grouped = self._layers.groupby(["module", "type"], as_index=False, sort=False)[
+            ["calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
+        ].sum()
+        return grouped.sort_values("energy_j", ascending=False).reset_index(drop=True)
+
+    def by_phase(self) -> pd.DataFrame:
+        """Return energy and time per phase."""
+        grouped = self._layers.groupby("phase", as_index=False)[["time_s", "energy_j"]].sum()
+        return grouped.sort_values("energy_j", ascending=False).reset_index(drop=True)
+
+    def inclusive(self) -> pd.DataFrame:
+        """Return per-module inclusive energy: a module's own joules plus its descendants'."""
+        from greenprof.tree import inclusive_energy
+
+        return inclusive_energy(self._layers)
+
+    def summary(self, n: int = 10) -> str:
+        """Return a terminal summary of the top ``n`` layers."""
+        from greenprof.renderers.console import render_summary
+
+        return render_summary(self, n=n)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        unit = "J (estimated)" if self.estimated else "J"
+        rows = "".join(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4g}</td><td>{:.4g}&ndash;{:.4g}</td></tr>".format(
+                html.escape(str(r.module) or "(root)"),
+                html.escape(str(r.type)),
+                html.escape(str(r.phase)),
+                r.energy_j,
+                r.energy_lo_j,
+                r.energy_hi_j,
+            )
+            for r in self._layers.head(10).itertuples()
+        )
+        return (
+            f"<p>greenprof: {self.total_energy_j:.4g} {unit} in {self.duration_s:.3g} s</p>"
+            "<table><tr><th>module</th><th>type</th><th>phase</th>"
+            f"<th>energy ({unit})</th><th>range</th></tr>{rows}</table>"
+        )
+
+    # --------------------------------------------------------------- save/load
+    def save(self, directory: str | Path) -> Path:
+        """Write this session as a run directory; returns its path."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self._layers.to_csv(path / LAYERS_FILE, index=False)
+        self._samples.to_csv(path / SAMPLES_FILE, index=False)
+        self._spans.to_csv(path / SPANS_FILE, index=False)
+        # Meta last: its presence marks a complete directory.
+        tmp = path / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(_jsonable(self.meta), indent=2, allow_nan=False))
+        tmp.replace(path / META_FILE)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Session:
+        """Read a run directory written by :meth:`save`.
+
+        Raises:
+            SessionFormatError: naming the file and the problem when the directory is missing,
+                truncated, corrupt or written by a newer format.
+        """
+        path = Path(directory)
+        if not path.is_dir():
+            raise SessionFormatError(f"{path}: no such run directory")
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise SessionFormatError(
+                f"{meta_path}: missing; {path} is not a complete greenprof run directory"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SessionFormatError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise SessionFormatError(f"{meta_path}: expected a JSON object")
+        version = meta.get("format_version")
+        if not isinstance(version, int):
+            raise SessionFormatError(f"{meta_path}: no format_version; not a greenprof session")
+        if version > FORMAT_VERSION:
+            raise SessionFormatError(
+                f"{meta_path}: written in format {version} by greenprof "
+                f"{meta.get('greenprof_version', '?')}; this greenprof reads format "
+                f"{FORMAT_VERSION} and older. Upgrade greenprof to read it."
+            )
+        layers = _read_table(path / LAYERS_FILE, LAYER_COLUMNS, required=True)
+        samples = _read_table(path / SAMPLES_FILE, SAMPLE_COLUMNS, required=False)
+        spans = _read_table(path / SPANS_FILE, SPAN_COLUMNS, required=False)
+        return cls(meta, layers, samples, spans)
+
+
+def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFrame | None:
+    if not path.is_file():
+        if required:
+            raise SessionFormatError(f"{path}: missing")
+        return None
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise SessionFormatError(f"{path}: empty file (truncated?)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise SessionFormatError(f"{path}: cannot be parsed ({exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SessionFormatError(f"{path}: missing columns {', '.join(missing)}")
+    for column in columns:
+        kind = _dtype(column)
+        if kind == "object":
+            frame[column] = frame[column].fillna("").astype(str)
+            continue
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        if numeric.isna().any():
+            row = int(numeric.isna().to_numpy().nonzero()[0][0]) + 2
+            raise SessionFormatError(f"{path}: line {row}: column {column} is not a number")
+        frame[column] = numeric.astype(kind)
+    return frame
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace what JSON cannot hold (NaN, numpy scalars, paths) with plain values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) or hasattr(value, "item"):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return str(value)
