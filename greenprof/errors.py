@@ -38,3 +38,7 @@ class SensorUnavailable(SensorError):
 
 class SessionFormatError(GreenprofError):
     """A saved run directory is missing, truncated, corrupt or written by a newer greenprof."""
+
+
+class ProfilerError(GreenprofError, RuntimeError):
+    """The profiler was used in a way it cannot honour (e.g. nested profiles)."""

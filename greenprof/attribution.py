@@ -1,0 +1,430 @@
+"""Price self time in joules: pure functions of a time table and sensor samples.
+
+For each sensor the cumulative energy curve is cut into windows at the points where the sensor's
+reading changed (a counter that updates every 20-100 ms holds its value between updates, so only its
+changes carry timing information). Each window's energy is then split among the columns (module,
+phase) that ran in it, by one of two models:
+
+* **time split** — every column draws the same power within a window: energy follows self time.
+  Unbiased when layers draw similar power; needs no more data than the windows themselves.
+* **power fit** — a per-column power is fitted across windows (non-negative least squares, shrunk
+  towards the common power so that columns with little evidence keep the time split). Needed when
+  layers far shorter than a window draw different power, where the time split is biased.
+
+The model is chosen by evidence: cross-validated prediction error of window energies over contiguous
+folds; the fit must beat the time split by a clear margin. Uncertainty comes from a block bootstrap
+over windows (refitting the power model each time). Every window's energy is split completely, so
+the rows add up to the sensor's measured total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import nnls
+
+from greenprof.timeline import OUTSIDE_COLUMN, TimeTable
+
+TIME_SPLIT = "time-split"
+POWER_FIT = "power-fit"
+
+#: A layer is "resolved" when its 95% interval is within this fraction of its energy.
+RESOLVED_REL = 0.2
+#: Power fit columns: the longest-running columns each get a power; the rest share one.
+MAX_FIT_COLUMNS = 24
+#: The fit must cut the cross-validated error by this factor to be preferred over the time split.
+FIT_EVIDENCE = 0.9
+_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass
+class SensorSeries:
+    """One sensor's samples, as the sampler recorded them.
+
+    Attributes:
+        name: sensor name.
+        device: what the sensor measures.
+        measured: False when the sensor estimates.
+        t_ns: sample times on the shared monotonic clock.
+        energy_j: cumulative joules at each sample time.
+        failed: why the sensor stopped, or None.
+    """
+
+    name: str
+    device: str
+    measured: bool
+    t_ns: np.ndarray
+    energy_j: np.ndarray
+    failed: str | None = None
+
+
+@dataclass
+class SensorResult:
+    """Attribution of one sensor's energy."""
+
+    name: str
+    device: str
+    measured: bool
+    method: str
+    energy_j: np.ndarray
+    energy_lo_j: np.ndarray
+    energy_hi_j: np.ndarray
+    total_j: float
+    total_lo_j: float
+    total_hi_j: float
+    windows: int
+    failed: str | None = None
+    covered_until_ns: int = 0
+
+
+@dataclass
+class Attribution:
+    """Joules per timeline column, all sensors together.
+
+    Attributes:
+        energy_j: best estimate per column.
+        energy_lo_j: lower end of the 95% interval per column.
+        energy_hi_j: upper end of the 95% interval per column.
+        total_j: sum over sensors of measured joules (equals ``energy_j.sum()``).
+        total_lo_j: lower bound of the total.
+        total_hi_j: upper bound of the total.
+        sensors: per-sensor results.
+        unresolved: ``(column, relative half-width, steps needed)`` for columns not resolved.
+    """
+
+    energy_j: np.ndarray
+    energy_lo_j: np.ndarray
+    energy_hi_j: np.ndarray
+    total_j: float
+    total_lo_j: float
+    total_hi_j: float
+    sensors: list[SensorResult] = field(default_factory=list)
+    unresolved: list[tuple[int, float, int]] = field(default_factory=list)
+
+
+def attribute(
+    table: TimeTable,
+    series: list[SensorSeries],
+    *,
+    bootstrap: int = 100,
+    seed: int = 0,
+) -> Attribution:
+    """Attribute every sensor's joules to the table's columns.
+
+    Args:
+        table: self time per column and time bin.
+        series: one entry per sensor.
+        bootstrap: bootstrap replicates for the uncertainty.
+        seed: random seed of the bootstrap (results are reproducible).
+
+    Returns:
+        The combined attribution; columns sum to the measured total.
+    """
+    n_columns = len(table.columns)
+    results = [
+        _attribute_sensor(table, s, bootstrap=bootstrap, rng=np.random.default_rng(seed))
+        for s in series
+    ]
+    energy = np.zeros(n_columns)
+    low_dev = np.zeros(n_columns)
+    high_dev = np.zeros(n_columns)
+    for r in results:
+        energy += r.energy_j
+        low_dev += (r.energy_j - r.energy_lo_j) ** 2
+        high_dev += (r.energy_hi_j - r.energy_j) ** 2
+    lo = np.maximum(energy - np.sqrt(low_dev), 0.0)
+    hi = energy + np.sqrt(high_dev)
+    total = float(sum(r.total_j for r in results))
+    total_lo = total - float(np.sqrt(sum((r.total_j - r.total_lo_j) ** 2 for r in results)))
+    total_hi = total + float(np.sqrt(sum((r.total_hi_j - r.total_j) ** 2 for r in results)))
+    unresolved = _unresolved(energy, lo, hi, total, table.steps)
+    return Attribution(energy, lo, hi, total, total_lo, total_hi, results, unresolved)
+
+
+# ---------------------------------------------------------------------------- windows
+def energy_windows(
+    t_ns: np.ndarray, energy_j: np.ndarray, t_start_ns: int, t_end_ns: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Cut a cumulative energy series into windows at its update points.
+
+    Args:
+        t_ns: sample times.
+        energy_j: cumulative joules at each sample.
+        t_start_ns: start of the interval to cover.
+        t_end_ns: end of the interval to cover.
+
+    Returns:
+        ``(edges_ns, window_energy_j, end_uncertainty_j)``: window edges (one more than
+        windows), the energy in each window, and how uncertain the two ends of the interval
+        are for a counter that updates slower than it is polled.
+    """
+    t = np.asarray(t_ns, np.float64)
+    e = np.asarray(energy_j, np.float64)
+    if len(t) < 2 or t_end_ns <= t_start_ns:
+        return np.array([t_start_ns, max(t_end_ns, t_start_ns + 1)], np.float64), np.zeros(1), 0.0
+    changed = np.flatnonzero(np.diff(e) != 0) + 1
+    stepped = len(changed) >= 2 and len(changed) < 0.9 * (len(t) - 1)
+    if stepped:
+        # The counter changed somewhere between the two polls; the midpoint is unbiased.
+        points_t = 0.5 * (t[changed - 1] + t[changed])
+        points_e = e[changed]
+    else:
+        points_t, points_e = t, e
+    inner = points_t[(points_t > t_start_ns) & (points_t < t_end_ns)]
+    edges = np.concatenate([[float(t_start_ns)], inner, [float(t_end_ns)]])
+    curve = _interp_linear(edges, points_t, points_e)
+    window_j = np.maximum(np.diff(curve), 0.0)
+    end_uncertainty = 0.0
+    if stepped and len(window_j):
+        end_uncertainty = 0.5 * float(window_j[0] + window_j[-1])
+    return edges, window_j, end_uncertainty
+
+
+def _interp_linear(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Linear interpolation that extrapolates the end segments' slopes (np.interp clamps)."""
+    y = np.interp(x, xp, fp)
+    if len(xp) >= 2:
+        left = x < xp[0]
+        right = x > xp[-1]
+        if left.any():
+            slope = (fp[1] - fp[0]) / max(xp[1] - xp[0], 1.0)
+            y[left] = fp[0] + slope * (x[left] - xp[0])
+        if right.any():
+            slope = (fp[-1] - fp[-2]) / max(xp[-1] - xp[-2], 1.0)
+            y[right] = fp[-1] + slope * (x[right] - xp[-1])
+    return y
+
+
+def window_times(table: TimeTable, edges_ns: np.ndarray) -> sparse.csr_matrix:
+    """Return self seconds per (window, column), spreading each bin uniformly over its span."""
+    starts, ends, self_ns = table.binned()
+    n_windows = len(edges_ns) - 1
+    n_columns = len(table.columns)
+    if len(starts) == 0 or n_windows <= 0:
+        return sparse.csr_matrix((max(n_windows, 0), n_columns))
+    starts = starts.astype(np.float64)
+    ends = np.maximum(ends.astype(np.float64), starts)
+    # Cut every cell at the window edges inside it; each piece lies in exactly one window.
+    first = np.searchsorted(edges_ns, starts, "right")
+    last = np.searchsorted(edges_ns, ends, "left")
+    inner_edges = np.maximum(last - first, 0)
+    pieces = inner_edges + 1
+    cell = np.repeat(np.arange(len(starts)), pieces)
+    offset = np.arange(len(cell)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    edge_i = np.clip(first[cell] + offset - 1, 0, len(edges_ns) - 1)
+    piece_start = np.where(offset == 0, starts[cell], edges_ns[edge_i])
+    edge_j = np.clip(first[cell] + offset, 0, len(edges_ns) - 1)
+    piece_end = np.where(offset == pieces[cell] - 1, ends[cell], edges_ns[edge_j])
+    span = np.maximum(ends - starts, 1.0)
+    seconds = self_ns[cell] * (piece_end - piece_start) / span[cell] * 1e-9
+    window = np.clip(
+        np.searchsorted(edges_ns, 0.5 * (piece_start + piece_end), "right") - 1, 0, n_windows - 1
+    )
+    matrix = sparse.coo_matrix(
+        (seconds, (window, table.bin_column[cell])), shape=(n_windows, n_columns)
+    )
+    return matrix.tocsr()
+
+
+# ---------------------------------------------------------------------------- models
+def _attribute_sensor(
+    table: TimeTable, s: SensorSeries, *, bootstrap: int, rng: np.random.Generator
+) -> SensorResult:
+    n_columns = len(table.columns)
+    t_end = table.t_end_ns
+    if s.failed and len(s.t_ns):
+        t_end = min(t_end, int(s.t_ns[-1]))
+    edges, window_j, end_unc = energy_windows(s.t_ns, s.energy_j, table.t_start_ns, t_end)
+    total = float(window_j.sum())
+    times = window_times(table, edges)
+    durations = np.diff(edges) * 1e-9
+    method = TIME_SPLIT
+    power, ridge = None, 0.0
+    groups, group_of = _fit_groups(table, times)
+    design = _design(times, group_of, len(groups))
+    if len(window_j) >= 10 and total > 0 and len(groups) > 1:
+        power, ridge = _choose_power(design, window_j, durations)
+        if power is not None:
+            method = POWER_FIT
+    energy = _allocate(times, window_j, power, group_of)
+    model = _Model(times, design, window_j, durations, group_of, power, ridge)
+    lo, hi = _bootstrap(model, total, bootstrap, rng)
+    return SensorResult(
+        name=s.name,
+        device=s.device,
+        measured=s.measured,
+        method=method,
+        energy_j=energy if energy.shape == (n_columns,) else np.zeros(n_columns),
+        energy_lo_j=np.minimum(lo, energy),
+        energy_hi_j=np.maximum(hi, energy),
+        total_j=total,
+        total_lo_j=total - end_unc,
+        total_hi_j=total + end_unc,
+        windows=len(window_j),
+        failed=s.failed,
+        covered_until_ns=t_end,
+    )
+
+
+def _fit_groups(table: TimeTable, times: sparse.csr_matrix) -> tuple[list[int], np.ndarray]:
+    """Pick the columns that get a power of their own; the others share the last group."""
+    column_s = np.asarray(times.sum(axis=0)).ravel()
+    total_s = column_s.sum()
+    order = np.argsort(-column_s)
+    own = [
+        int(c) for c in order[:MAX_FIT_COLUMNS] if total_s > 0 and column_s[c] >= 0.005 * total_s
+    ]
+    group_of = np.full(len(column_s), len(own), np.int64)
+    for g, c in enumerate(own):
+        group_of[c] = g
+    n_groups = len(own) + (1 if len(own) < len(column_s) else 0)
+    return list(range(n_groups)), group_of
+
+
+def _design(times: sparse.csr_matrix, group_of: np.ndarray, n_groups: int) -> np.ndarray:
+    """Seconds per (window, power group), dense."""
+    if n_groups == 0:
+        return np.zeros((times.shape[0], 0))
+    to_group = sparse.csr_matrix(
+        (np.ones(len(group_of)), (np.arange(len(group_of)), group_of)),
+        shape=(len(group_of), max(n_groups, int(group_of.max()) + 1)),
+    )
+    return np.asarray((times @ to_group).todense())[:, :n_groups]
+
+
+def _ridge_nnls(gram: np.ndarray, moment: np.ndarray, prior_w: float, ridge: float) -> np.ndarray:
+    """Minimise ``|X p - e|^2 + ridge * scale * |p - prior|^2`` over ``p >= 0``."""
+    k = len(moment)
+    scale = max(np.trace(gram) / max(k, 1), 1e-30)
+    g = gram + ridge * scale * np.eye(k)
+    c = moment + ridge * scale * prior_w
+    try:
+        chol = np.linalg.cholesky(g)
+    except np.linalg.LinAlgError:
+        return np.full(k, prior_w)
+    # |X p - e|^2 = p'Gp - 2c'p + const = |L'p - L^-1 c|^2 + const
+    target = np.linalg.solve(chol, c)
+    p, _ = nnls(chol.T, target, maxiter=50 * k)
+    return p
+
+
+def _choose_power(
+    design: np.ndarray, window_j: np.ndarray, durations: np.ndarray
+) -> tuple[np.ndarray | None, float]:
+    """Return (fitted powers, ridge) when cross-validation prefers the fit, else (None, 0)."""
+    n = len(window_j)
+    folds = np.array_split(np.arange(n), 5)
+    ts_error = 0.0
+    fit_error = np.zeros(len(_RIDGE_GRID))
+    for test in folds:
+        train = np.ones(n, bool)
+        train[test] = False
+        x, e, d = design[train], window_j[train], durations[train]
+        prior = e.sum() / max(d.sum(), 1e-30)
+        ts_error += float(np.sum((window_j[test] - prior * durations[test]) ** 2))
+        gram, moment = x.T @ x, x.T @ e
+        for i, ridge in enumerate(_RIDGE_GRID):
+            p = _ridge_nnls(gram, moment, prior, ridge)
+            fit_error[i] += float(np.sum((window_j[test] - design[test] @ p) ** 2))
+    best = int(np.argmin(fit_error))
+    if not fit_error[best] < FIT_EVIDENCE * ts_error:
+        return None, 0.0
+    ridge = _RIDGE_GRID[best]
+    prior = window_j.sum() / max(durations.sum(), 1e-30)
+    return _ridge_nnls(design.T @ design, design.T @ window_j, prior, ridge), ridge
+
+
+@dataclass
+class _Model:
+    """Everything the bootstrap needs to redo one sensor's attribution on resampled windows."""
+
+    times: sparse.csr_matrix
+    design: np.ndarray
+    window_j: np.ndarray
+    durations: np.ndarray
+    group_of: np.ndarray
+    power: np.ndarray | None
+    ridge: float
+
+
+def _allocate(
+    times: sparse.csr_matrix,
+    window_j: np.ndarray,
+    power: np.ndarray | None,
+    group_of: np.ndarray,
+) -> np.ndarray:
+    """Split each window's energy over its columns by time (or modelled power x time), then sum."""
+    if power is None:
+        weighted = times
+    else:
+        weighted = times @ sparse.diags(power[group_of])
+    row_sum = np.asarray(weighted.sum(axis=1)).ravel()
+    if power is not None:
+        # Where the fitted powers are all zero, fall back to the time split for that window.
+        fallback = row_sum <= 0
+        if fallback.any():
+            weighted = weighted.tolil()
+            weighted[fallback] = times[fallback]
+            weighted = weighted.tocsr()
+            row_sum = np.asarray(weighted.sum(axis=1)).ravel()
+    factor = np.divide(window_j, row_sum, out=np.zeros_like(window_j), where=row_sum > 0)
+    energy = np.asarray(weighted.T @ factor).ravel()
+    # Energy of windows where nothing was recorded at all goes to "outside modules".
+    energy[OUTSIDE_COLUMN] += float(window_j[row_sum <= 0].sum())
+    return energy
+
+
+def _bootstrap(
+    m: _Model, total: float, replicates: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval per column from a residual block bootstrap over windows.
+
+    The model's predicted window energies are kept and its residuals (sensor noise plus whatever
+    the model does not explain) are resampled in blocks, so serial correlation survives; each
+    replicate refits the model and splits the windows again. A noiseless sensor whose windows the
+    model explains exactly therefore gets a narrow interval, a noisy one a wide interval.
+    """
+    n = len(m.window_j)
+    n_columns = m.times.shape[1]
+    if n < 2 or replicates <= 0 or total <= 0:
+        zero = np.zeros(n_columns)
+        return zero, zero
+    if m.power is None:
+        fitted = m.durations * (m.window_j.sum() / max(m.durations.sum(), 1e-30))
+    else:
+        fitted = m.design @ m.power
+    residual = m.window_j - fitted
+    block = max(1, int(round(np.sqrt(n))))
+    n_blocks = int(np.ceil(n / block))
+    estimates = np.empty((replicates, n_columns))
+    for r in range(replicates):
+        starts = rng.integers(0, max(n - block, 0) + 1, n_blocks)
+        idx = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        window_j = np.maximum(fitted + residual[idx], 0.0)
+        p = None
+        if m.power is not None:
+            prior = window_j.sum() / max(m.durations.sum(), 1e-30)
+            p = _ridge_nnls(m.design.T @ m.design, m.design.T @ window_j, prior, m.ridge)
+        energy = _allocate(m.times, window_j, p, m.group_of)
+        s = energy.sum()
+        # Shares from the replicate, scaled to the measured total: the total itself is not in doubt.
+        estimates[r] = energy / s * total if s > 0 else 0.0
+    lo, hi = np.percentile(estimates, [2.5, 97.5], axis=0)
+    return lo, hi
+
+
+def _unresolved(
+    energy: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float, steps: int
+) -> list[tuple[int, float, int]]:
+    """Columns with a noticeable share whose interval is wider than RESOLVED_REL, worst first."""
+    out = []
+    for c in np.argsort(-energy):
+        if total <= 0 or energy[c] < 0.005 * total:
+            break
+        rel = float((hi[c] - lo[c]) / (2 * energy[c]))
+        if rel > RESOLVED_REL:
+            needed = int(np.ceil(max(steps, 1) * (rel / RESOLVED_REL) ** 2))
+            out.append((int(c), rel, needed))
+    return out

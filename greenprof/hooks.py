@@ -1,0 +1,325 @@
+"""Global module and optimizer hooks that record who runs when.
+
+Tracking only: this module turns module calls, backward passes and optimizer steps into a flat list
+of ``(t_ns, code, key)`` events. It knows nothing about joules; :mod:`greenprof.timeline` turns the
+events into spans and :mod:`greenprof.attribution` prices them.
+
+Backward timing is the expensive part of hooking a training loop. Full module backward hooks wrap
+every module's inputs and outputs in extra autograd nodes; here each module call costs at most one
+pre-hook on its output's ``grad_fn`` (backward starts when the output's gradient is ready) and one
+hook on its first grad-requiring input (backward ends when the input's gradient is ready). Modules
+that share an output node share one pre-hook. A callback queued on the autograd engine marks the end
+of each backward pass, closing modules whose inputs needed no gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn.modules import module as nn_module
+from torch.optim import optimizer as optim_module
+
+from greenprof.clock import now_ns
+from greenprof.errors import ProfilerError
+
+logger = logging.getLogger(__name__)
+
+FWD_ENTER = 0
+FWD_EXIT = 1
+BWD_ENTER = 2
+BWD_EXIT = 3
+OPT_ENTER = 4
+OPT_EXIT = 5
+BWD_PASS_END = 6
+
+#: Key of the grad_fn metadata entry that lists the modules whose backward starts at that node.
+_METADATA_KEY = "greenprof.modules"
+
+_active_lock = threading.Lock()
+_active: HookRecorder | None = None
+
+
+@dataclass
+class KeyInfo:
+    """What greenprof knows of one hooked module or optimizer."""
+
+    name: str
+    type_name: str
+    root: int
+    is_optimizer: bool = False
+    alive: Any = field(default=None, repr=False)  # weakref keeping the id map honest
+
+
+class HookRecorder:
+    """Installs global hooks and records enter/exit events.
+
+    Use :func:`greenprof.profile` rather than this class directly. ``events`` grows until the owner
+    drains it with :meth:`drain`; ``step_callback`` is called after every optimizer step and every
+    outermost forward, where the owner may drain, so memory stays bounded.
+
+    Example:
+        >>> rec = HookRecorder()
+        >>> with rec:  # doctest: +SKIP
+        ...     model(x)
+        >>> rec.drain()[:2]  # doctest: +SKIP
+        [(1234, 0, 0), (1240, 0, 1)]
+    """
+
+    def __init__(self, clock: Callable[[], int] = now_ns) -> None:
+        self._clock = clock
+        self.events: list[tuple[int, int, int]] = []
+        self.keys: list[KeyInfo] = []
+        self.inconsistencies = 0
+        self.step_callback: Callable[[], None] | None = None
+        self._ids: dict[int, int] = {}
+        self._depth = 0
+        self._in_backward = False
+        self._current_root = -1
+        self._stack_keys: list[int] = []
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> HookRecorder:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def install(self) -> None:
+        """Install the global hooks; only one recorder may be active at a time.
+
+        Raises:
+            ProfilerError: when another recorder is already active.
+        """
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise ProfilerError(
+                    "greenprof is already profiling; nested greenprof.profile() blocks would count "
+                    "the same joules twice. Profile the outer block only."
+                )
+            _active = self
+        self._handles = [
+            nn_module.register_module_forward_pre_hook(self._forward_pre),
+            nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+            optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
+            optim_module.register_optimizer_step_post_hook(self._optimizer_post),
+        ]
+
+    def remove(self) -> None:
+        """Remove every hook this recorder installed (safe to call twice)."""
+        global _active
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def drain(self) -> list[tuple[int, int, int]]:
+        """Return the events recorded so far and start a new list."""
+        with self._lock:
+            events, self.events = self.events, []
+        return events
+
+    # ------------------------------------------------------------ naming
+    def _key_of(self, obj: Any) -> int:
+        key = self._ids.get(id(obj))
+        if key is None:
+            key = self._register(obj)
+        return key
+
+    def _register(self, obj: Any) -> int:
+        if isinstance(obj, torch.optim.Optimizer):
+            same_type = sum(
+                1 for k in self.keys if k.is_optimizer and k.type_name == type(obj).__name__
+            )
+            suffix = f"#{same_type + 1}" if same_type else ""
+            info = KeyInfo(f"optimizer:{type(obj).__name__}{suffix}", type(obj).__name__, -1, True)
+            return self._add_key(obj, info)
+        if self._depth == 0:
+            return self._register_root(obj)
+        # Called inside another module but not part of its tree: built or attached at run time.
+        parent = self._stack_name()
+        name = f"{parent}.{type(obj).__name__}" if parent else type(obj).__name__
+        return self._add_key(obj, KeyInfo(name, type(obj).__name__, self._current_root))
+
+    def _register_root(self, root: torch.nn.Module) -> int:
+        root_key = len(self.keys)
+        for name, sub in root.named_modules(remove_duplicate=True):
+            existing = self._ids.get(id(sub))
+            if existing is not None:
+                # A module first seen as a root of its own is now part of a bigger model.
+                old = self.keys[existing]
+                if old.root == existing or self.keys[old.root].root == existing:
+                    old.name, old.root = name, root_key
+                continue
+            self._add_key(sub, KeyInfo(name, type(sub).__name__, root_key))
+        return self._ids[id(root)]
+
+    def _add_key(self, obj: Any, info: KeyInfo) -> int:
+        key = len(self.keys)
+        object_id = id(obj)
+        ids = self._ids
+
+        def forget(_ref: object, object_id: int = object_id, key: int = key) -> None:
+            # The object is gone; its id may be reused by a new object, which needs a new key.
+            if ids.get(object_id) == key:
+                del ids[object_id]
+
+        try:
+            info.alive = weakref.ref(obj, forget)
+        except TypeError:  # not weak-referenceable; keep the key for the session's lifetime
+            info.alive = None
+        self.keys.append(info)
+        ids[object_id] = key
+        return key
+
+    def _stack_name(self) -> str:
+        return self.keys[self._stack_keys[-1]].name if self._stack_keys else ""
+
+    # ------------------------------------------------------------ hooks
+    def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
+        try:
+            key = self._ids.get(id(module))
+            if key is None:
+                key = self._register(module)
+            if self._depth == 0:
+                self._current_root = self.keys[key].root
+                self._stack_keys = []
+                if self._in_backward:
+                    # The engine never ran our end-of-backward callback (the pass raised).
+                    self._in_backward = False
+                    self.events.append((self._clock(), BWD_PASS_END, -1))
+            self._depth += 1
+            self._stack_keys.append(key)
+            self.events.append((self._clock(), FWD_ENTER, key))
+        except Exception:  # never raise into the user's training loop
+            self._fault("forward pre-hook")
+
+    def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        try:
+            t_ns = self._clock()
+            key = self._ids.get(id(module), -1)
+            self.events.append((t_ns, FWD_EXIT, key))
+            self._depth = max(0, self._depth - 1)
+            if self._stack_keys:
+                self._stack_keys.pop()
+            if key >= 0 and torch.is_grad_enabled():
+                self._hook_backward(key, args, output)
+            if self._depth == 0 and self.step_callback is not None:
+                self.step_callback()
+        except Exception:
+            self._fault("forward hook")
+
+    def _hook_backward(self, key: int, args: Any, output: Any) -> None:
+        out = _first_grad_tensor(output)
+        if out is None or out.grad_fn is None:
+            return
+        node = out.grad_fn
+        metadata = node.metadata
+        starting = metadata.get(_METADATA_KEY)
+        if starting is None:
+            starting = metadata[_METADATA_KEY] = []
+            node.register_prehook(_BackwardStart(self, starting))
+        starting.append(key)
+        inp = _first_grad_tensor(args)
+        if inp is None or inp is out:
+            # No input needs a gradient (or it was modified in place): backward ends with the
+            # output's node, which is exact for single-operation modules such as Embedding.
+            node.register_hook(_BackwardEnd(self, key))
+        else:
+            inp.register_hook(_BackwardEnd(self, key))
+
+    def _backward_start(self, keys: list[int]) -> None:
+        t_ns = self._clock()
+        append = self.events.append
+        # Outermost module first, so that the innermost one ends up on top of the stack.
+        for key in reversed(keys):
+            append((t_ns, BWD_ENTER, key))
+        if not self._in_backward:
+            self._in_backward = True
+            try:
+                torch.autograd.Variable._execution_engine.queue_callback(self._backward_pass_end)
+            except RuntimeError:
+                self._in_backward = False
+
+    def _backward_pass_end(self) -> None:
+        self._in_backward = False
+        self.events.append((self._clock(), BWD_PASS_END, -1))
+
+    def _optimizer_pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            self.events.append((self._clock(), OPT_ENTER, self._key_of(optimizer)))
+        except Exception:
+            self._fault("optimizer pre-hook")
+
+    def _optimizer_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            self.events.append((self._clock(), OPT_EXIT, self._key_of(optimizer)))
+            if self.step_callback is not None:
+                self.step_callback()
+        except Exception:
+            self._fault("optimizer hook")
+
+    def _fault(self, where: str) -> None:
+        self.inconsistencies += 1
+        logger.debug("greenprof: error in %s (ignored)", where, exc_info=True)
+
+
+class _BackwardStart:
+    """Pre-hook on an output's grad_fn: the listed modules' backward starts now."""
+
+    __slots__ = ("recorder", "keys")
+
+    def __init__(self, recorder: HookRecorder, keys: list[int]) -> None:
+        self.recorder = recorder
+        self.keys = keys
+
+    def __call__(self, grad_outputs: Any) -> None:
+        try:
+            self.recorder._backward_start(self.keys)
+        except Exception:
+            self.recorder._fault("backward start hook")
+
+
+class _BackwardEnd:
+    """Hook on an input's gradient (or an output node's completion): backward of ``key`` ends."""
+
+    __slots__ = ("recorder", "key")
+
+    def __init__(self, recorder: HookRecorder, key: int) -> None:
+        self.recorder = recorder
+        self.key = key
+
+    def __call__(self, *grads: Any) -> None:
+        self.recorder.events.append((self.recorder._clock(), BWD_EXIT, self.key))
+
+
+def _first_grad_tensor(value: Any) -> torch.Tensor | None:
+    """Return the first tensor needing a gradient in a tensor, sequence or mapping (one level)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.requires_grad else None
+    if isinstance(value, (tuple, list)):
+        items: Any = value
+    elif isinstance(value, dict):  # also transformers' ModelOutput
+        items = value.values()
+    else:
+        return None
+    for item in items:
+        if isinstance(item, torch.Tensor) and item.requires_grad:
+            return item
+    return None
+
+
+def active_recorder() -> HookRecorder | None:
+    """Return the recorder whose hooks are installed, if any (tests use it to find leaks)."""
+    return _active

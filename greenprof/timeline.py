@@ -1,0 +1,246 @@
+"""Turn hook events into self time per (module, phase), binned over the run.
+
+The timeline walks the events once, keeping a stack of what is running. Every interval between two
+events belongs to the innermost entry on the stack (self time), or to the "outside modules" row when
+nothing runs. Memory stays O(modules): self time is aggregated as it comes, into per-column totals
+and into a bounded number of time bins (adjacent bins merge when the run outgrows them). Only the
+first ``trace_steps`` steps keep individual spans, for the report's timeline view and trace export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from greenprof import hooks
+
+FORWARD, BACKWARD, OPTIMIZER, OTHER = 0, 1, 2, 3
+PHASE_NAMES = ("forward", "backward", "optimizer", "other")
+OUTSIDE_KEY = -1
+#: Column 0 is always time outside every module.
+OUTSIDE_COLUMN = 0
+
+
+@dataclass
+class TimeTable:
+    """What the timeline hands to attribution: self time per column, in total and per time bin.
+
+    Attributes:
+        columns: ``(key, phase)`` per column; key ``-1`` is time outside every module.
+        calls: number of entries per column.
+        self_ns: self time per column, nanoseconds.
+        t_start_ns: start of the covered interval (clock of :mod:`greenprof.clock`).
+        t_end_ns: end of the covered interval.
+        bin_ns: width of one time bin.
+        bin_index: bin of each stored (bin, column) cell.
+        bin_column: column of each stored cell.
+        bin_self_ns: self time in each stored cell.
+        trace: ``(column, t0_ns, t1_ns, depth)`` per recorded span (bounded).
+        steps: optimizer steps, or outermost forward calls when no optimizer ran.
+        inconsistencies: events that did not match the stack (logged, never raised).
+    """
+
+    columns: list[tuple[int, int]]
+    calls: np.ndarray
+    self_ns: np.ndarray
+    t_start_ns: int
+    t_end_ns: int
+    bin_ns: int
+    bin_index: np.ndarray
+    bin_column: np.ndarray
+    bin_self_ns: np.ndarray
+    trace: list[tuple[int, int, int, int]] = field(default_factory=list)
+    steps: int = 0
+    inconsistencies: int = 0
+
+    def binned(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(bin_start_ns, bin_end_ns, columns x bins)`` cell arrays clipped to the run."""
+        starts = self.t_start_ns + self.bin_index.astype(np.int64) * self.bin_ns
+        ends = np.minimum(starts + self.bin_ns, self.t_end_ns)
+        return starts, ends, self.bin_self_ns
+
+
+class Timeline:
+    """Incremental event-to-self-time aggregator.
+
+    Args:
+        t_start_ns: start of the profiled interval.
+        bin_ns: initial width of a time bin (half the sampling interval works well).
+        max_bins: bins kept before adjacent bins are merged (memory bound).
+        trace_steps: steps whose individual spans are kept.
+        max_trace_spans: hard cap on kept spans.
+    """
+
+    def __init__(
+        self,
+        t_start_ns: int,
+        bin_ns: int,
+        *,
+        max_bins: int = 8192,
+        trace_steps: int = 20,
+        max_trace_spans: int = 200_000,
+    ) -> None:
+        self.t_start_ns = t_start_ns
+        self.bin_ns = max(1, int(bin_ns))
+        self.max_bins = max_bins
+        self.trace_steps = trace_steps
+        self.max_trace_spans = max_trace_spans
+        self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
+        self._column_of: dict[tuple[int, int], int] = {(OUTSIDE_KEY, OTHER): OUTSIDE_COLUMN}
+        self._calls: list[int] = [0]
+        self._self_ns: list[int] = [0]
+        # Stack entries: [key, phase, column, t_enter_ns]
+        self._stack: list[list[int]] = []
+        self._t_last = t_start_ns
+        self._pending_bins: list[int] = []
+        self._pending_cols: list[int] = []
+        self._pending_ns: list[int] = []
+        self._bin_index = np.zeros(0, np.int64)
+        self._bin_column = np.zeros(0, np.int64)
+        self._bin_self_ns = np.zeros(0, np.float64)
+        self._max_bin_seen = 0
+        self.trace: list[tuple[int, int, int, int]] = []
+        self.optimizer_steps = 0
+        self.root_calls = 0
+        self.inconsistencies = 0
+
+    # ------------------------------------------------------------ public
+    @property
+    def steps(self) -> int:
+        """Optimizer steps, or outermost forward calls when no optimizer ran."""
+        return self.optimizer_steps or self.root_calls
+
+    def feed(self, events: list[tuple[int, int, int]]) -> None:
+        """Consume events in time order (as :class:`~greenprof.hooks.HookRecorder` records them)."""
+        for t_ns, code, key in events:
+            self._advance(t_ns)
+            if code == hooks.FWD_ENTER:
+                self._push(key, FORWARD, t_ns)
+            elif code == hooks.FWD_EXIT:
+                self._pop_nested(key, FORWARD, t_ns)
+                if not self._stack:
+                    self.root_calls += 1
+            elif code == hooks.BWD_ENTER:
+                self._push(key, BACKWARD, t_ns)
+            elif code == hooks.BWD_EXIT:
+                self._remove(key, BACKWARD, t_ns)
+            elif code == hooks.BWD_PASS_END:
+                for entry in [e for e in self._stack if e[1] == BACKWARD]:
+                    self._close(entry, t_ns)
+                self._stack = [e for e in self._stack if e[1] != BACKWARD]
+            elif code == hooks.OPT_ENTER:
+                self._push(key, OPTIMIZER, t_ns)
+            elif code == hooks.OPT_EXIT:
+                self._pop_nested(key, OPTIMIZER, t_ns)
+                self.optimizer_steps += 1
+        self._flush_bins()
+
+    def finish(self, t_end_ns: int) -> TimeTable:
+        """Close everything still open at ``t_end_ns`` and return the aggregated table."""
+        t_end_ns = max(t_end_ns, self._t_last)
+        self._advance(t_end_ns)
+        for entry in self._stack:
+            self._close(entry, t_end_ns)
+        self._stack = []
+        self._flush_bins()
+        return TimeTable(
+            columns=list(self.columns),
+            calls=np.asarray(self._calls, np.int64),
+            self_ns=np.asarray(self._self_ns, np.float64),
+            t_start_ns=self.t_start_ns,
+            t_end_ns=t_end_ns,
+            bin_ns=self.bin_ns,
+            bin_index=self._bin_index.copy(),
+            bin_column=self._bin_column.copy(),
+            bin_self_ns=self._bin_self_ns.copy(),
+            trace=list(self.trace),
+            steps=self.steps,
+            inconsistencies=self.inconsistencies,
+        )
+
+    # ------------------------------------------------------------ stack
+    def _column(self, key: int, phase: int) -> int:
+        column = self._column_of.get((key, phase))
+        if column is None:
+            column = len(self.columns)
+            self._column_of[(key, phase)] = column
+            self.columns.append((key, phase))
+            self._calls.append(0)
+            self._self_ns.append(0)
+        return column
+
+    def _push(self, key: int, phase: int, t_ns: int) -> None:
+        column = self._column(key, phase)
+        self._calls[column] += 1
+        self._stack.append([key, phase, column, t_ns, len(self._stack)])
+
+    def _pop_nested(self, key: int, phase: int, t_ns: int) -> None:
+        """Pop ``key`` and whatever a raised exception left open above it."""
+        for i in range(len(self._stack) - 1, -1, -1):
+            entry = self._stack[i]
+            if entry[0] == key and entry[1] == phase:
+                for above in self._stack[i + 1 :]:
+                    if above[1] == phase:
+                        self.inconsistencies += 1
+                        self._close(above, t_ns)
+                self._close(entry, t_ns)
+                # Backward entries above belong to another pass; keep them.
+                self._stack = self._stack[:i] + [e for e in self._stack[i + 1 :] if e[1] != phase]
+                return
+        self.inconsistencies += 1
+
+    def _remove(self, key: int, phase: int, t_ns: int) -> None:
+        """Remove the innermost open entry of ``key`` wherever it is (backward ends overlap)."""
+        for i in range(len(self._stack) - 1, -1, -1):
+            entry = self._stack[i]
+            if entry[0] == key and entry[1] == phase:
+                self._close(entry, t_ns)
+                del self._stack[i]
+                return
+        # A module whose backward never started (its output got no gradient): nothing to close.
+
+    def _close(self, entry: list[int], t_ns: int) -> None:
+        if self.steps < self.trace_steps and len(self.trace) < self.max_trace_spans:
+            self.trace.append((entry[2], entry[3], t_ns, entry[4]))
+
+    # ------------------------------------------------------------ self time
+    def _advance(self, t_ns: int) -> None:
+        t_last = self._t_last
+        if t_ns <= t_last:
+            return
+        column = self._stack[-1][2] if self._stack else OUTSIDE_COLUMN
+        self._self_ns[column] += t_ns - t_last
+        width = self.bin_ns
+        first = (t_last - self.t_start_ns) // width
+        last = (t_ns - 1 - self.t_start_ns) // width
+        if first == last:
+            self._pending_bins.append(first)
+            self._pending_cols.append(column)
+            self._pending_ns.append(t_ns - t_last)
+        else:
+            start = t_last
+            for b in range(first, last + 1):
+                end = min(t_ns, self.t_start_ns + (b + 1) * width)
+                self._pending_bins.append(b)
+                self._pending_cols.append(column)
+                self._pending_ns.append(end - start)
+                start = end
+        self._t_last = t_ns
+
+    def _flush_bins(self) -> None:
+        if not self._pending_bins:
+            return
+        index = np.concatenate([self._bin_index, np.asarray(self._pending_bins, np.int64)])
+        column = np.concatenate([self._bin_column, np.asarray(self._pending_cols, np.int64)])
+        self_ns = np.concatenate([self._bin_self_ns, np.asarray(self._pending_ns, np.float64)])
+        self._pending_bins, self._pending_cols, self._pending_ns = [], [], []
+        while int(index.max()) >= self.max_bins:
+            # Merge adjacent bins: totals are unchanged, only the time resolution halves.
+            index //= 2
+            self.bin_ns *= 2
+        cell = index * (len(self.columns) + 1) + column
+        unique, inverse = np.unique(cell, return_inverse=True)
+        self._bin_self_ns = np.bincount(inverse, weights=self_ns, minlength=len(unique))
+        self._bin_index = unique // (len(self.columns) + 1)
+        self._bin_column = unique % (len(self.columns) + 1)
