@@ -1,0 +1,168 @@
+"""A made-up but self-consistent Session, for demos, benchmarks and renderer tests.
+
+The numbers follow the shape of a real training loop (forward, backward and optimizer phases
+repeating every step, a transformer-like module tree, two sensors) so that every part of a report
+has something to draw, at any size, without torch or hardware.
+
+Example:
+    >>> session = synthetic_session(duration_s=2.0, n_blocks=2)
+    >>> round(float(session.layers()["energy_j"].sum()) / session.total_energy_j, 6)
+    1.0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from greenprof.session import FORMAT_VERSION, OUTSIDE_MODULE, Session
+
+#: Seconds of each phase in one synthetic step, and the mean power each phase draws.
+_STEP = (("forward", 0.030, 1.0), ("backward", 0.055, 1.3), ("optimizer", 0.010, 0.8))
+_GAP_S = 0.005  # data loading between steps
+_BLOCK_PARTS = (
+    ("attn", "MultiheadAttention", 0.30),
+    ("norm1", "LayerNorm", 0.03),
+    ("mlp.fc1", "Linear", 0.30),
+    ("mlp.act", "GELU", 0.04),
+    ("mlp.fc2", "Linear", 0.30),
+    ("norm2", "LayerNorm", 0.03),
+)
+
+
+def synthetic_session(
+    duration_s: float = 10.0,
+    interval_s: float = 0.01,
+    n_blocks: int = 4,
+    *,
+    estimated: bool = False,
+    trace_steps: int = 20,
+    seed: int = 0,
+) -> Session:
+    """Return a Session of a made-up training run.
+
+    Args:
+        duration_s: length of the run.
+        interval_s: sampling interval of the sensors.
+        n_blocks: transformer blocks in the model (six modules each, plus embedding and head).
+        estimated: when True the CPU sensor is an estimate, so the session is estimated.
+        trace_steps: steps that keep individual spans.
+        seed: random seed; the same arguments give the same session.
+    """
+    rng = np.random.default_rng(seed)
+    step_s = sum(d for _, d, _ in _STEP) + _GAP_S
+    steps = max(1, int(duration_s / step_s))
+    samples, sensors = _samples(duration_s, interval_s, step_s, estimated, rng)
+    total_j = sum(s["energy_j"] for s in sensors)
+    layers = _layers(_modules(n_blocks), steps, total_j, rng)
+    spans = _spans(_modules(n_blocks), min(trace_steps, steps), step_s)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "greenprof_version": "synthetic",
+        "torch_version": "n/a",
+        "python_version": "3.11",
+        "host": "synthetic",
+        "platform": "synthetic",
+        "command": f"synthetic_session(duration_s={duration_s:g}, n_blocks={n_blocks})",
+        "started_at": "2024-01-01T00:00:00+00:00",
+        "duration_s": duration_s,
+        "interval_s": interval_s,
+        "steps": steps,
+        "sensors": sensors,
+        "total_energy_j": total_j,
+        "total_energy_lo_j": total_j * 0.97,
+        "total_energy_hi_j": total_j * 1.03,
+        "warnings": ["synthetic data: no hardware was measured"],
+        "inconsistencies": 0,
+        "exit_status": 0,
+        "interrupted": False,
+    }
+    return Session(meta, layers, samples, spans)
+
+
+def _modules(n_blocks: int) -> list[tuple[str, str, float]]:
+    """Return ``(qualified name, type, relative cost)`` of each leaf-ish module."""
+    modules = [("", "Transformer", 0.02), ("embed", "Embedding", 0.05)]
+    for block in range(n_blocks):
+        modules.append((f"blocks.{block}", "Block", 0.01))
+        modules += [(f"blocks.{block}.{n}", t, c) for n, t, c in _BLOCK_PARTS]
+    modules.append(("head", "Linear", 0.4))
+    return modules
+
+
+def _samples(
+    duration_s: float, interval_s: float, step_s: float, estimated: bool, rng: np.random.Generator
+) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+    t_s = np.arange(0.0, duration_s + interval_s / 2, interval_s)
+    in_step = np.mod(t_s, step_s)
+    relative = np.full(len(t_s), 0.3)
+    start = 0.0
+    for _, length, level in _STEP:
+        relative[(in_step >= start) & (in_step < start + length)] = level
+        start += length
+    frames, sensors = [], []
+    gpu = ("nvml:0", "gpu:0", True, 250.0, 0.1)
+    cpu = ("estimate:cpu" if estimated else "rapl:package-0", "cpu", not estimated, 60.0, 0.02)
+    for name, device, measured, peak_w, update_s in (gpu, cpu):
+        power = peak_w * relative * (1 + 0.05 * rng.standard_normal(len(t_s)))
+        energy = np.concatenate(([0.0], np.cumsum(power[:-1] * interval_s)))
+        # Counters move only every update_s, as NVML's does.
+        energy = np.interp(np.floor(t_s / update_s) * update_s, t_s, energy)
+        frames.append(pd.DataFrame({"sensor": name, "t_s": t_s, "energy_j": energy}))
+        spread = 0.03 * energy[-1]
+        sensors.append(
+            {
+                "name": name,
+                "device": device,
+                "measured": measured,
+                "energy_j": float(energy[-1]),
+                "energy_lo_j": float(energy[-1] - spread),
+                "energy_hi_j": float(energy[-1] + spread),
+                "failed": None,
+                "method": "power-fit" if measured else "time-split",
+            }
+        )
+    return pd.concat(frames, ignore_index=True), sensors
+
+
+def _layers(
+    modules: list[tuple[str, str, float]],
+    steps: int,
+    total_j: float,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    rows = []
+    for phase, length, level in _STEP[:2]:
+        costs = np.array([c for _, _, c in modules]) * rng.uniform(0.7, 1.3, len(modules))
+        share_s = costs / costs.sum() * length * steps
+        for (name, kind, _), time_s in zip(modules, share_s, strict=True):
+            rows.append((name, kind, phase, steps, time_s, time_s * level))
+    optimizer_s = _STEP[2][1] * steps
+    rows.append(("optimizer:AdamW", "AdamW", "optimizer", steps, optimizer_s, optimizer_s * 0.8))
+    rows.append((OUTSIDE_MODULE, "", "other", 0, _GAP_S * steps, _GAP_S * steps * 0.3))
+    frame = pd.DataFrame(rows, columns=["module", "type", "phase", "calls", "time_s", "weight"])
+    weight = frame.pop("weight")
+    frame["energy_j"] = weight / weight.sum() * total_j
+    spread = frame["energy_j"] * rng.uniform(0.05, 1.2, len(frame))
+    frame["energy_lo_j"] = np.maximum(frame["energy_j"] - spread, 0.0)
+    frame["energy_hi_j"] = frame["energy_j"] + spread
+    return frame.sort_values("energy_j", ascending=False, ignore_index=True)
+
+
+def _spans(modules: list[tuple[str, str, float]], steps: int, step_s: float) -> pd.DataFrame:
+    rows = []
+    names = [name for name, _, _ in modules if name]
+    for step in range(steps):
+        t = step * step_s + _GAP_S
+        for phase, length, _ in _STEP:
+            if phase == "optimizer":
+                rows.append(("optimizer:AdamW", phase, t, t + length, 0))
+            else:
+                rows.append(("", phase, t, t + length, 0))
+                slot = length / len(names)
+                ordered = names if phase == "forward" else names[::-1]
+                for i, name in enumerate(ordered):
+                    depth = name.count(".") + 1
+                    rows.append((name, phase, t + i * slot, t + (i + 1) * slot, depth))
+            t += length
+    return pd.DataFrame(rows, columns=["module", "phase", "t0_s", "t1_s", "depth"])
