@@ -1,0 +1,262 @@
+"""The background thread that reads every sensor at a fixed interval.
+
+The result is one ``(t_ns, energy_j)`` series per sensor, timestamped with the clock the hooks
+use. :meth:`Sampler.start` and :meth:`Sampler.stop` each take one sample themselves, so the series
+always brackets the profiled code, however short.
+
+Memory stays bounded on runs of any length: each sensor's samples live in preallocated arrays;
+when they fill up, every other interior sample is dropped and from then on only every other new
+sample is kept (the first and the newest always are). Energy is cumulative, so thinning loses time
+resolution, never joules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from greenprof.clock import now_ns
+from greenprof.errors import ConfigError
+from greenprof.sensors.base import Sensor
+
+logger = logging.getLogger(__name__)
+
+#: Samples kept per sensor before thinning: 20 minutes at 10 ms, 3 MiB per sensor.
+DEFAULT_CAPACITY = 1 << 17
+
+THREAD_NAME = "greenprof-sampler"
+
+#: How long stop() waits for a sensor read in progress before giving up on the thread.
+_JOIN_TIMEOUT_S = 5.0
+
+Series = tuple[np.ndarray, np.ndarray]
+
+
+class _Buffer:
+    """One sensor's samples: bounded, thinned uniformly, first and newest always kept.
+
+    ``seq`` numbers every sample offered. A stored sample is *committed* when its number is a
+    multiple of ``stride`` past the first one; the newest sample may be uncommitted, and is then
+    replaced by the next one. Halving keeps the committed samples on the doubled stride plus the
+    newest, so committed samples stay evenly spaced in sample count.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.t_ns = np.zeros(capacity, dtype=np.int64)
+        self.energy_j = np.zeros(capacity, dtype=np.float64)
+        self.seq = np.zeros(capacity, dtype=np.int64)
+        self.n = 0
+        self.stride = 1
+        self._next_seq = 0
+        self._tail_committed = True
+
+    @property
+    def last_energy_j(self) -> float | None:
+        return float(self.energy_j[self.n - 1]) if self.n else None
+
+    def append(self, t_ns: int, energy_j: float) -> None:
+        seq = self._next_seq
+        self._next_seq += 1
+        i = self.n if (self._tail_committed or self.n == 0) else self.n - 1
+        self.t_ns[i], self.energy_j[i], self.seq[i] = t_ns, energy_j, seq
+        self.n = i + 1
+        self._tail_committed = (seq - self.seq[0]) % self.stride == 0
+        if self.n == len(self.t_ns):
+            self._halve()
+
+    def _halve(self) -> None:
+        self.stride *= 2
+        on_stride = (self.seq[: self.n] - self.seq[0]) % self.stride == 0
+        on_stride[self.n - 1] = True  # the newest sample stays, committed or not
+        keep = np.flatnonzero(on_stride)
+        m = len(keep)
+        self.t_ns[:m] = self.t_ns[keep]
+        self.energy_j[:m] = self.energy_j[keep]
+        self.seq[:m] = self.seq[keep]
+        self.n = m
+        self._tail_committed = (self.seq[m - 1] - self.seq[0]) % self.stride == 0
+
+    def copy(self) -> Series:
+        return self.t_ns[: self.n].copy(), self.energy_j[: self.n].copy()
+
+
+class Sampler:
+    """Reads each sensor's cumulative energy on a background thread.
+
+    Args:
+        sensors: the sensors to read; their names must be unique.
+        interval_s: seconds between samples.
+        clock: monotonic nanoseconds for timestamps; the same clock the hooks use.
+        capacity: samples kept per sensor before thinning (at least 4).
+
+    Attributes:
+        failures: sensor name -> why it failed; a failed sensor is no longer read, and what it
+            measured before failing stays in :meth:`series`.
+        warnings: things a report should say about the sampling (failed sensors, missed ticks).
+
+    Raises:
+        ConfigError: for a non-positive interval, a capacity below 4 or duplicate sensor names.
+
+    Example:
+        >>> from greenprof.sensors import ReplaySensor
+        >>> sensor = ReplaySensor([0.0, 1.0], [0.0, 10.0], name="demo")
+        >>> with Sampler([sensor], interval_s=0.01) as sampler:
+        ...     pass
+        >>> t_ns, energy_j = sampler.series()["demo"]
+        >>> len(t_ns) >= 2
+        True
+    """
+
+    def __init__(
+        self,
+        sensors: Sequence[Sensor],
+        *,
+        interval_s: float = 0.01,
+        clock: Callable[[], int] = now_ns,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        if not (isinstance(interval_s, (int, float)) and math.isfinite(interval_s)):
+            raise ConfigError(f"interval_s must be a number of seconds, got {interval_s!r}")
+        if interval_s <= 0:
+            raise ConfigError(f"interval_s must be positive, got {interval_s!r}")
+        if capacity < 4:
+            raise ConfigError(f"capacity must be at least 4 samples, got {capacity!r}")
+        names = [s.name for s in sensors]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"sensor names must be unique; repeated: {', '.join(repeated)}")
+        self.interval_s = float(interval_s)
+        self.sensors = list(sensors)
+        self.failures: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self._clock = clock
+        self._active = list(sensors)
+        self._buffers = {s.name: _Buffer(capacity) for s in sensors}
+        self._lock = threading.Lock()  # guards the buffers against series() from other threads
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = "new"
+        self._ticks = 0
+        self._missed_ticks = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> Sampler:
+        """Take the first sample, then start the background thread.
+
+        Raises:
+            RuntimeError: when the sampler was already started.
+        """
+        if self._state != "new":
+            raise RuntimeError(f"Sampler.start(): the sampler is already {self._state}")
+        self._state = "running"
+        self.sample_once()
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> Sampler:
+        """Stop the thread, wait for it, then take the last sample; a second call does nothing."""
+        if self._state != "running":
+            return self
+        self._state = "stopped"
+        self._stop_event.set()
+        assert self._thread is not None
+        self._thread.join(_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            # A sensor read is hanging; a final read now could race it, so the series ends early.
+            self._warn(f"sampler thread did not stop within {_JOIN_TIMEOUT_S:g} s (sensor hung)")
+        else:
+            self.sample_once()
+        if self._ticks and self._missed_ticks > self._ticks // 10:
+            self._warn(
+                f"sampler missed {self._missed_ticks} of {self._ticks + self._missed_ticks} ticks: "
+                f"reading the sensors takes longer than interval_s={self.interval_s:g}"
+            )
+        return self
+
+    def __enter__(self) -> Sampler:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        # Event.wait paces the loop so that stop() wakes it at once.
+        next_tick = time.perf_counter() + self.interval_s
+        while not self._stop_event.wait(max(next_tick - time.perf_counter(), 0.0)):
+            self.sample_once()
+            self._ticks += 1
+            next_tick += self.interval_s
+            behind_s = time.perf_counter() - next_tick
+            if behind_s > 0:
+                # Skip the ticks already missed rather than sampling in a burst to catch up.
+                missed = int(behind_s // self.interval_s) + 1
+                self._missed_ticks += missed
+                next_tick += missed * self.interval_s
+
+    # ------------------------------------------------------------- sampling
+    def sample_once(self) -> None:
+        """Read every working sensor once and store the readings."""
+        readings: list[tuple[str, int, float]] = []
+        for sensor in list(self._active):
+            t0_ns = self._clock()
+            try:
+                energy_j = float(sensor.energy_j())
+            except Exception as exc:
+                self._fail(sensor, f"{type(exc).__name__}: {exc}")
+                continue
+            t1_ns = self._clock()
+            # The reading happened somewhere inside the call; its middle is the best guess.
+            readings.append((sensor.name, (t0_ns + t1_ns) // 2, energy_j))
+        with self._lock:
+            for name, t_ns, energy_j in readings:
+                buffer = self._buffers[name]
+                last_j = buffer.last_energy_j
+                if not math.isfinite(energy_j) or (last_j is not None and energy_j < last_j):
+                    bad = _contract_breach(energy_j, last_j)
+                    self._active = [s for s in self._active if s.name != name]
+                    self._record_failure(name, bad)
+                    continue
+                buffer.append(t_ns, energy_j)
+
+    def _fail(self, sensor: Sensor, reason: str) -> None:
+        self._active = [s for s in self._active if s is not sensor]
+        with self._lock:
+            self._record_failure(sensor.name, reason)
+
+    def _record_failure(self, name: str, reason: str) -> None:
+        self.failures[name] = reason
+        self._warn_locked(
+            f"sensor {name} failed and is no longer read ({reason}); "
+            "the samples it gave before are kept"
+        )
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
+            self._warn_locked(message)
+
+    def _warn_locked(self, message: str) -> None:
+        self.warnings.append(message)
+        logger.warning("%s", message)
+
+    # --------------------------------------------------------------- result
+    def series(self) -> dict[str, Series]:
+        """Return each sensor's samples so far: ``name -> (t_ns int64, energy_j float64)``.
+
+        The arrays are copies, safe to keep while sampling goes on. Failed sensors are included
+        with what they measured before failing.
+        """
+        with self._lock:
+            return {name: buffer.copy() for name, buffer in self._buffers.items()}
+
+
+def _contract_breach(energy_j: float, last_j: float | None) -> str:
+    """Describe why a reading breaks the sensor contract (finite, never decreasing)."""
+    if not math.isfinite(energy_j):
+        return f"returned {energy_j} joules"
+    return f"energy went backwards ({last_j} -> {energy_j} J)"

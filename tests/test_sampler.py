@@ -1,0 +1,218 @@
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from greenprof.errors import ConfigError, SensorError
+from greenprof.sampler import THREAD_NAME, Sampler
+from greenprof.sensors import Sensor
+
+WAIT_S = 10.0  # generous: only reached when something is broken
+
+
+class Counting(Sensor):
+    """One joule per read; records which thread read it and can signal after n reads."""
+
+    measured = True
+    device = "cpu"
+
+    def __init__(self, name: str = "counting", *, fail_at: int | None = None, signal_at: int = 0):
+        self.name = name
+        self.calls = 0
+        self.threads: list[str] = []
+        self.fail_at = fail_at
+        self.signal_at = signal_at
+        self.reached = threading.Event()
+
+    def energy_j(self) -> float:
+        self.calls += 1
+        self.threads.append(threading.current_thread().name)
+        if self.signal_at and self.calls >= self.signal_at:
+            self.reached.set()
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise SensorError(f"{self.name}: unplugged")
+        return float(self.calls - 1)
+
+
+class Ticking:
+    """A fake clock advancing 1 ms on every call."""
+
+    def __init__(self) -> None:
+        self.t_ns = 0
+
+    def __call__(self) -> int:
+        self.t_ns += 1_000_000
+        return self.t_ns
+
+
+def test_start_and_stop_each_sample_synchronously_around_the_thread():
+    sensor = Counting(signal_at=3)
+    sampler = Sampler([sensor], interval_s=0.001)
+
+    sampler.start()
+    assert sensor.threads[0] == threading.current_thread().name
+    assert sensor.reached.wait(WAIT_S), "the background thread never sampled"
+    sampler.stop()
+
+    assert sensor.threads[-1] == threading.current_thread().name
+    assert THREAD_NAME in sensor.threads[1:-1]
+    assert not any(t.name == THREAD_NAME for t in threading.enumerate())
+    t_ns, energy_j = sampler.series()["counting"]
+    assert len(t_ns) == sensor.calls
+    assert np.all(np.diff(t_ns) >= 0)
+    assert energy_j[-1] - energy_j[0] == sensor.calls - 1
+
+
+def test_stop_wakes_the_thread_at_once():
+    sampler = Sampler([Counting()], interval_s=3600.0)
+    sampler.start()
+
+    began = time.perf_counter()
+    sampler.stop()
+
+    assert time.perf_counter() - began < 1.0
+    assert len(sampler.series()["counting"][0]) == 2  # start and stop, nothing between
+
+
+def test_context_manager_brackets_the_block():
+    sensor = Counting()
+    with Sampler([sensor], interval_s=3600.0) as sampler:
+        assert sensor.calls == 1
+    assert sensor.calls == 2
+    assert sampler.stop() is sampler  # a second stop does nothing
+    assert sensor.calls == 2
+
+
+def test_cannot_start_twice():
+    sampler = Sampler([Counting()], interval_s=3600.0).start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            sampler.start()
+    finally:
+        sampler.stop()
+    with pytest.raises(RuntimeError, match="already stopped"):
+        sampler.start()
+
+
+def test_timestamps_come_from_the_injected_clock():
+    clock = Ticking()
+    sampler = Sampler([Counting("a"), Counting("b")], clock=clock)
+
+    sampler.sample_once()
+    sampler.sample_once()
+
+    series = sampler.series()
+    # Each reading is stamped with the middle of the clock reads around it.
+    assert series["a"][0].tolist() == [1_500_000, 5_500_000]
+    assert series["b"][0].tolist() == [3_500_000, 7_500_000]
+    assert series["a"][0].dtype == np.int64 and series["a"][1].dtype == np.float64
+
+
+def test_failing_sensor_is_dropped_and_the_others_go_on(caplog):
+    flaky, steady = Counting("flaky", fail_at=3), Counting("steady")
+    sampler = Sampler([flaky, steady], clock=Ticking())
+
+    for _ in range(5):
+        sampler.sample_once()
+
+    assert flaky.calls == 3  # not read again after failing
+    assert sampler.failures == {"flaky": "SensorError: flaky: unplugged"}
+    assert len(sampler.warnings) == 1 and "flaky" in sampler.warnings[0]
+    assert "flaky" in caplog.text
+    series = sampler.series()
+    assert series["flaky"][1].tolist() == [0.0, 1.0]  # what it measured before failing
+    assert series["steady"][1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_failure_on_the_thread_keeps_the_others_sampling():
+    flaky, steady = Counting("flaky", fail_at=3), Counting("steady", signal_at=10)
+
+    with Sampler([flaky, steady], interval_s=0.001) as sampler:
+        assert steady.reached.wait(WAIT_S)
+
+    assert set(sampler.failures) == {"flaky"}
+    assert len(sampler.series()["flaky"][0]) == 2
+    assert len(sampler.series()["steady"][0]) >= 10
+
+
+class Broken(Sensor):
+    name, device, measured = "broken", "cpu", True
+
+    def __init__(self, values):
+        self.values = iter(values)
+
+    def energy_j(self) -> float:
+        return next(self.values)
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"), [([1.0, 0.5], "backwards"), ([1.0, math.nan], "nan joules")]
+)
+def test_readings_that_break_the_sensor_contract_fail_the_sensor(values, reason):
+    sampler = Sampler([Broken(values)])
+
+    sampler.sample_once()
+    sampler.sample_once()
+    sampler.sample_once()  # not read again: the iterator would raise StopIteration
+
+    assert reason in sampler.failures["broken"]
+    assert sampler.series()["broken"][1].tolist() == [1.0]
+
+
+def test_memory_stays_bounded_and_totals_exact():
+    sensor = Counting()
+    sampler = Sampler([sensor], clock=Ticking(), capacity=8)
+
+    for _ in range(10_000):
+        sampler.sample_once()
+        t_ns, energy_j = sampler.series()["counting"]
+        assert len(t_ns) <= 8
+        assert energy_j[-1] == sensor.calls - 1  # the newest sample is always there
+
+    t_ns, energy_j = sampler.series()["counting"]
+    assert (t_ns[0], energy_j[0]) == (1_500_000, 0.0)  # the first sample
+    assert energy_j[-1] == 9_999.0  # the newest sample
+    assert np.all(np.diff(t_ns) > 0) and np.all(np.diff(energy_j) > 0)
+    interior_steps = np.diff(energy_j[:-1])
+    assert np.all(interior_steps == interior_steps[0]), "thinning must stay uniform"
+
+
+def test_thinning_keeps_every_sample_until_full():
+    sampler = Sampler([Counting()], capacity=8)
+    for _ in range(7):
+        sampler.sample_once()
+
+    assert sampler.series()["counting"][1].tolist() == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_series_returns_copies():
+    sampler = Sampler([Counting()])
+    sampler.sample_once()
+    sampler.series()["counting"][1][0] = 99.0
+
+    assert sampler.series()["counting"][1][0] == 0.0
+
+
+def test_series_is_consistent_while_the_thread_writes():
+    # The reader holds the GIL most of the time, so keep the writer's work small.
+    sensor = Counting(signal_at=40)
+    with Sampler([sensor], interval_s=0.0001, capacity=8) as sampler:
+        while not sensor.reached.is_set():
+            t_ns, energy_j = sampler.series()["counting"]
+            assert len(t_ns) == len(energy_j) <= 8
+            assert np.all(np.diff(t_ns) >= 0) and np.all(np.diff(energy_j) >= 0)
+
+
+@pytest.mark.parametrize("interval_s", [0, -0.01, math.nan, math.inf])
+def test_interval_must_be_positive(interval_s):
+    with pytest.raises(ConfigError, match="interval_s"):
+        Sampler([Counting()], interval_s=interval_s)
+
+
+def test_other_bad_configurations():
+    with pytest.raises(ConfigError, match="capacity"):
+        Sampler([Counting()], capacity=3)
+    with pytest.raises(ConfigError, match="unique.*same"):
+        Sampler([Counting("same"), Counting("same")])
