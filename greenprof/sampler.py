@@ -255,6 +255,26 @@ class Sampler:
             return {name: buffer.copy() for name, buffer in self._buffers.items()}
 
 
+def mean_power_w(sensors: Sequence[Sensor], seconds: float) -> dict[str, float | str]:
+    """Sample ``sensors`` for ``seconds`` and return each one's mean power in watts.
+
+    A sensor that fails maps to the reason instead. Sampling runs throughout, not just at both
+    ends, so that sensors integrating power (older GPUs) are read often enough.
+    """
+    with Sampler(sensors, interval_s=min(0.05, seconds / 10)) as sampler:
+        time.sleep(seconds)
+    power_w: dict[str, float | str] = {}
+    for name, (t_ns, energy_j) in sampler.series().items():
+        elapsed_s = (t_ns[-1] - t_ns[0]) / 1e9 if len(t_ns) > 1 else 0.0
+        if name in sampler.failures:
+            power_w[name] = sampler.failures[name]
+        elif elapsed_s <= 0:
+            power_w[name] = "no time elapsed between readings"
+        else:
+            power_w[name] = float(energy_j[-1] - energy_j[0]) / elapsed_s
+    return power_w
+
+
 def _contract_breach(energy_j: float, last_j: float | None) -> str:
     """Describe why a reading breaks the sensor contract (finite, never decreasing)."""
     if not math.isfinite(energy_j):

@@ -216,3 +216,14 @@ def test_other_bad_configurations():
         Sampler([Counting()], capacity=3)
     with pytest.raises(ConfigError, match="unique.*same"):
         Sampler([Counting("same"), Counting("same")])
+
+
+def test_mean_power_over_a_short_window():
+    from greenprof.sampler import mean_power_w
+    from greenprof.sensors import ReplaySensor
+
+    steady = ReplaySensor([0.0, 1000.0], [0.0, 50_000.0], name="steady")  # 50 W throughout
+    power_w = mean_power_w([steady, Counting("flaky", fail_at=2)], 0.05)
+
+    assert power_w["steady"] == pytest.approx(50.0, rel=0.01)  # stamps vs the replay clock
+    assert "unplugged" in power_w["flaky"]

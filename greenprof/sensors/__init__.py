@@ -102,7 +102,7 @@ def detect(
         if failed:
             _close_all(results)
             raise failed[0]
-        return _found(results)
+        return available_sensors(results)
     chosen = default_selection(results)
     _close_all(results, keep=chosen)
     return chosen
@@ -114,12 +114,13 @@ def default_selection(results: Availability) -> list[Sensor]:
     GPUs and RAPL counters are kept; the CPU estimate only when no measured CPU sensor exists,
     so CPU energy is neither missing nor counted twice.
     """
-    found = _found(results)
+    found = available_sensors(results)
     measured_cpu = any(s.measured and s.device.startswith("cpu") for s in found)
     return [s for s in found if s.measured or not measured_cpu]
 
 
-def _found(results: Availability) -> list[Sensor]:
+def available_sensors(results: Availability) -> list[Sensor]:
+    """Return every sensor in :func:`availability`'s results, in order."""
     return [sensor for _, sensors in results if isinstance(sensors, list) for sensor in sensors]
 
 
@@ -137,6 +138,6 @@ def _check_kinds(names: Sequence[str]) -> tuple[str, ...]:
 
 def _close_all(results: Availability, keep: Sequence[Sensor] = ()) -> None:
     kept = {id(s) for s in keep}
-    for sensor in _found(results):
+    for sensor in available_sensors(results):
         if id(sensor) not in kept:
             sensor.close()
