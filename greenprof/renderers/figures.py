@@ -194,9 +194,10 @@ def _draw_power(
             )
     for sensor, (t_s, energy_j) in series.items():
         start, stop = window if window else (None, None)
-        mid_s, watts = power_w(
+        edges_s, watts = power_w(
             t_s, energy_j, max_points=MAX_POWER_POINTS, start_s=start, stop_s=stop
         )
+        mid_s = (edges_s[:-1] + edges_s[1:]) / 2
         axes.plot(mid_s, watts, linewidth=0.9, label=labels.get(sensor, sensor))
     if window:
         axes.set_xlim(*window)

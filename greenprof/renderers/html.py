@@ -37,7 +37,7 @@ margin:0;background:#f6f7f9}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .sub{color:#555;margin:0 0 12px;word-break:break-all}
-.estimated{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;border-radius:6px}
+.alert{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;border-radius:6px}
 .cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:20px}.card span{color:#555;font-size:12px}
@@ -166,14 +166,12 @@ def _heading(session: Session) -> str:
         estimated = [s["name"] for s in sensor_rows(session) if s["label"] == "ESTIMATED"]
         source = ", ".join(map(str, estimated)) or "no sensor recorded"
         lines.append(
-            "<p class=estimated><b>ESTIMATED.</b> Some or all joules in this report are not "
+            "<p class=alert><b>ESTIMATED.</b> Some or all joules in this report are not "
             f"measured by a hardware counter but estimated ({_e(source)}). Every number below "
             "is an estimate.</p>"
         )
     if meta.get("interrupted"):
-        lines.append(
-            "<p class=estimated>The run was interrupted; it covers what ran until then.</p>"
-        )
+        lines.append("<p class=alert>The run was interrupted; it covers what ran until then.</p>")
     return "\n".join(lines)
 
 

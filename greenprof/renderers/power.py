@@ -51,7 +51,8 @@ def power_w(
         stop_s: window end; the last sample when ``None``.
 
     Returns:
-        ``(bin centres in s, mean power in W)``; both empty when there are fewer than two samples.
+        ``(bin edges in s, mean power in W per bin)``, one more edge than bins; both empty when
+        there are fewer than two samples.
     """
     if len(t_s) < 2:
         return np.empty(0), np.empty(0)
@@ -64,7 +65,7 @@ def power_w(
     bins = int(max(1, min(max_points, (stop - start) / finest_s if finest_s > 0 else max_points)))
     edges = np.linspace(start, stop, bins + 1)
     at_edges = np.interp(edges, t_s, energy_j)
-    return (edges[:-1] + edges[1:]) / 2, np.diff(at_edges) / np.diff(edges)
+    return edges, np.diff(at_edges) / np.diff(edges)
 
 
 def _update_points(

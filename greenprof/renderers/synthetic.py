@@ -150,19 +150,40 @@ def _layers(
 
 
 def _spans(modules: list[tuple[str, str, float]], steps: int, step_s: float) -> pd.DataFrame:
-    rows = []
-    names = [name for name, _, _ in modules if name]
+    names = [name for name, _, _ in modules]
+    children: dict[str, list[str]] = {}
+    for name in names[1:]:
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        while parent not in names:  # blocks.0's parent "blocks" never runs: attach to its own
+            parent = parent.rsplit(".", 1)[0] if "." in parent else ""
+        children.setdefault(parent, []).append(name)
+    rows: list[tuple[str, str, float, float, int]] = []
     for step in range(steps):
         t = step * step_s + _GAP_S
         for phase, length, _ in _STEP:
             if phase == "optimizer":
                 rows.append(("optimizer:AdamW", phase, t, t + length, 0))
             else:
-                rows.append(("", phase, t, t + length, 0))
-                slot = length / len(names)
-                ordered = names if phase == "forward" else names[::-1]
-                for i, name in enumerate(ordered):
-                    depth = name.count(".") + 1
-                    rows.append((name, phase, t + i * slot, t + (i + 1) * slot, depth))
+                _nest(rows, children, "", phase, t, t + length, 0)
             t += length
     return pd.DataFrame(rows, columns=["module", "phase", "t0_s", "t1_s", "depth"])
+
+
+def _nest(
+    rows: list[tuple[str, str, float, float, int]],
+    children: dict[str, list[str]],
+    name: str,
+    phase: str,
+    t0_s: float,
+    t1_s: float,
+    depth: int,
+) -> None:
+    """Add ``name``'s span and, inside it, its children's one after another (reversed backward)."""
+    rows.append((name, phase, t0_s, t1_s, depth))
+    kids = children.get(name, [])
+    if phase == "backward":
+        kids = kids[::-1]
+    inner_s = (t1_s - t0_s) * 0.9 / max(len(kids), 1)
+    for i, kid in enumerate(kids):
+        start = t0_s + (t1_s - t0_s) * 0.05 + i * inner_s
+        _nest(rows, children, kid, phase, start, start + inner_s, depth + 1)

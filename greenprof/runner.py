@@ -1,0 +1,300 @@
+"""Run a user's script or module under the profiler, as ``python script.py`` / ``python -m`` would.
+
+The script runs as ``__main__`` through :mod:`runpy` with ``sys.argv`` and ``sys.path[0]`` set as
+Python sets them, both restored afterwards. Its exit status becomes greenprof's, and the run
+directory is written whatever way the script ended: normally, ``sys.exit(n)``, an exception or
+Ctrl-C.
+
+Example:
+    >>> target = Target.script("train.py", ["--epochs", "1"])
+    >>> result = run(target, RunOptions(out=Path("reports/try")))  # doctest: +SKIP
+    >>> result.exit_status, result.report  # doctest: +SKIP
+    (0, PosixPath('reports/try/report.html'))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenprof.errors import ConfigError
+from greenprof.session import Session
+
+logger = logging.getLogger(__name__)
+
+#: Exit status of a script stopped by Ctrl-C, as shells report it (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+#: Where run directories go unless ``--out`` says otherwise.
+REPORTS_DIR = Path("reports")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to run: a script file or a module, and the arguments it gets.
+
+    Attributes:
+        name: the script path or the module name, as the user wrote it.
+        args: arguments after it, passed untouched as ``sys.argv[1:]``.
+        is_module: True for ``-m module``.
+    """
+
+    name: str
+    args: tuple[str, ...] = ()
+    is_module: bool = False
+
+    @classmethod
+    def script(cls, path: str, args: Sequence[str] = ()) -> Target:
+        """Return the target ``python path args...`` would run."""
+        return cls(path, tuple(args), False)
+
+    @classmethod
+    def module(cls, name: str, args: Sequence[str] = ()) -> Target:
+        """Return the target ``python -m name args...`` would run."""
+        return cls(name, tuple(args), True)
+
+    @property
+    def stem(self) -> str:
+        """Short name for the run directory: the script's stem or the module's name."""
+        return self.name if self.is_module else Path(self.name).stem
+
+
+@dataclass
+class RunOptions:
+    """How to profile and where to write.
+
+    Attributes:
+        interval_s: sensor sampling interval.
+        sensors: sensor kinds to use (``"nvml"``, ``"rapl"``, ``"estimate"``); auto when empty.
+        rated_cpu_power_w: rated CPU power for the CPU estimate.
+        out: run directory; ``reports/<stem>-<timestamp>/`` when ``None``.
+        report: write ``report.html`` (the session files are written either way).
+        grid_g_per_kwh: grid carbon intensity stored with the run for its CO2 estimate.
+        command: the command line stored in the session, as the user typed it.
+    """
+
+    interval_s: float = 0.01
+    sensors: Sequence[str] = ()
+    rated_cpu_power_w: float | None = None
+    out: Path | None = None
+    report: bool = True
+    grid_g_per_kwh: float | None = None
+    command: str = ""
+
+
+@dataclass
+class RunResult:
+    """How a profiled run ended and where its files are.
+
+    Attributes:
+        exit_status: the script's exit status (130 after Ctrl-C, 1 after an exception).
+        run_dir: the directory holding the session files.
+        report: the HTML report, or ``None`` when none was written.
+        session: the profile.
+        problems: what went wrong writing the report, if anything (the session was saved).
+    """
+
+    exit_status: int
+    run_dir: Path
+    report: Path | None
+    session: Session
+    problems: list[str] = field(default_factory=list)
+
+
+def check(target: Target) -> None:
+    """Fail early, before profiling starts, when the target cannot run at all.
+
+    Raises:
+        ConfigError: the script file or module does not exist.
+        SyntaxError: the script does not compile; display it with :func:`print_exception`.
+    """
+    if target.is_module:
+        _module_code(target.name)
+        return
+    path = Path(target.name)
+    if not path.is_file():
+        raise ConfigError(f"{target.name}: no such file")
+    compile(path.read_bytes(), str(path), "exec")
+
+
+def run(target: Target, options: RunOptions) -> RunResult:
+    """Profile ``target`` to the end, however it ends, and save the run directory.
+
+    Call :func:`check` first: errors in the target itself then show before any profiling.
+
+    Returns:
+        The exit status and the files written. Exceptions from the script are printed to
+        stderr as Python prints them and turned into exit status 1.
+
+    Raises:
+        GreenprofError: the profiler could not start (e.g. a requested sensor is unavailable).
+    """
+    from greenprof.profiler import profile
+
+    meta = {"command": options.command or _command_of(target)}
+    if options.grid_g_per_kwh is not None:
+        meta["grid_g_per_kwh"] = options.grid_g_per_kwh
+    prof = profile(
+        sensors=list(options.sensors) or None,
+        interval_s=options.interval_s,
+        rated_cpu_power_w=options.rated_cpu_power_w,
+        meta=meta,
+    )
+    outcome = _Outcome()
+    try:
+        with prof:
+            outcome.run(target)
+    except BaseException as exc:
+        if exc is not outcome.error:  # greenprof's own failure, not the script's
+            raise
+        print_exception(exc)
+    exit_status = outcome.exit_status
+    if prof.session is None:  # the profiler failed while stopping; it logged why
+        raise ConfigError("the profiler produced no session; see the messages above")
+    session = prof.session
+    session.meta["exit_status"] = exit_status
+    session.meta["interrupted"] = exit_status == EXIT_INTERRUPTED
+    return _save(session, _run_dir(target, options.out), options)
+
+
+def print_exception(exc: BaseException) -> None:
+    """Print ``exc`` to stderr as Python would: without greenprof's and runpy's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+    sys.stderr.flush()
+
+
+def _is_ours(filename: str) -> bool:
+    return filename in (__file__, runpy.__file__) or filename.startswith("<frozen ")
+
+
+class _Outcome:
+    """How the script ended: its exit status, or the exception that escaped it."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.error: BaseException | None = None
+
+    def run(self, target: Target) -> None:
+        try:
+            self.status = _execute(target)
+        except BaseException as exc:
+            self.error = exc
+            raise  # on through the profiler, which records what stopped the run
+
+    @property
+    def exit_status(self) -> int:
+        if self.error is None:
+            return self.status
+        return EXIT_INTERRUPTED if isinstance(self.error, KeyboardInterrupt) else 1
+
+
+def _execute(target: Target) -> int:
+    """Run the target as ``__main__``; return its exit status (``sys.exit`` included)."""
+    try:
+        with _python_like_sys(target):
+            if target.is_module:
+                runpy.run_module(target.name, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(target.name, run_name="__main__")
+    except SystemExit as exc:
+        return _exit_status(exc)
+    return 0
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """Return the status Python's interpreter would exit with for ``exc``."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)  # sys.exit("message") prints the message and exits 1
+    return 1
+
+
+@contextmanager
+def _python_like_sys(target: Target) -> Iterator[None]:
+    """Set ``sys.argv`` and ``sys.path[0]`` as the interpreter would, restoring both after."""
+    saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
+    if target.is_module:
+        first, path0 = target.name, os.getcwd()  # run_module replaces argv[0] with the file
+    else:
+        first, path0 = target.name, str(Path(target.name).resolve().parent)
+    sys.argv = [first, *target.args]
+    if sys.path:
+        sys.path[0] = path0
+    else:
+        sys.path.insert(0, path0)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+
+
+def _module_code(name: str) -> None:
+    """Find and compile a module (a package's ``__main__``) as ``python -m`` would."""
+    saved_path0 = sys.path[0] if sys.path else None
+    if sys.path:
+        sys.path[0] = os.getcwd()  # python -m finds modules in the current directory
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(f"{name}.__main__")
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot import ({exc})") from None
+    finally:
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{name}: no such module")
+    get_code = getattr(spec.loader, "get_code", None)
+    if isinstance(spec.loader, importlib.machinery.SourceFileLoader) and get_code:
+        get_code(spec.name)  # raises SyntaxError like the interpreter would
+
+
+def _command_of(target: Target) -> str:
+    import shlex
+
+    prefix = ["greenprof", "run", "-m"] if target.is_module else ["greenprof", "run"]
+    return shlex.join([*prefix, target.name, *target.args])
+
+
+def _run_dir(target: Target, out: Path | None) -> Path:
+    if out is not None:
+        return out
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = REPORTS_DIR / f"{target.stem}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():  # two runs in the same second must not share a directory
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _save(session: Session, run_dir: Path, options: RunOptions) -> RunResult:
+    session.save(run_dir)
+    result = RunResult(session.meta["exit_status"], run_dir, None, session)
+    if not options.report:
+        return result
+    from greenprof.renderers.html import REPORT_FILE, write_html
+
+    try:
+        result.report = write_html(session, run_dir / REPORT_FILE)
+    except Exception as exc:  # the session is saved; `greenprof report` can retry later
+        logger.debug("report failed", exc_info=True)
+        result.problems.append(f"could not write the report ({type(exc).__name__}: {exc})")
+    return result
