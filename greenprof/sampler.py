@@ -174,8 +174,9 @@ class Sampler:
             self.sample_once()
         if self._ticks and self._missed_ticks > self._ticks // 10:
             self._warn(
-                f"sampler missed {self._missed_ticks} of {self._ticks + self._missed_ticks} ticks: "
-                f"reading the sensors takes longer than interval_s={self.interval_s:g}"
+                f"sampler missed {self._missed_ticks} of {self._ticks + self._missed_ticks} ticks "
+                f"of interval_s={self.interval_s:g}: the sensors are slow to read, or the "
+                "profiled code kept the GIL (long pure-Python work)"
             )
         return self
 
