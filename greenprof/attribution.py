@@ -35,7 +35,9 @@ RESOLVED_REL = 0.2
 #: Power fit columns: the longest-running columns each get a power; the rest share one.
 MAX_FIT_COLUMNS = 24
 #: The fit must cut the cross-validated error by this factor to be preferred over the time split.
-FIT_EVIDENCE = 0.9
+FIT_EVIDENCE = 0.8
+#: Fewer windows than this never justify a power per layer.
+MIN_FIT_WINDOWS = 30
 _RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 
@@ -144,9 +146,37 @@ def attribute(
 
 
 # ---------------------------------------------------------------------------- windows
+@dataclass
+class Windows:
+    """A sensor's energy cut at its update points.
+
+    Window ``w`` runs from edge ``w`` to edge ``w + 1``. An edge is known only to lie between two
+    polls (``edge_lo_ns`` .. ``edge_hi_ns``): the counter changed somewhere in between. Time in that
+    gap is shared between the two windows by the probability that the update came before it.
+
+    Attributes:
+        edge_lo_ns: earliest time of each edge.
+        edge_hi_ns: latest time of each edge.
+        energy_j: joules in each window (one fewer than edges).
+        end_uncertainty_j: how uncertain the two ends of the interval are, for a counter that
+            updates slower than it is polled.
+    """
+
+    edge_lo_ns: np.ndarray
+    edge_hi_ns: np.ndarray
+    energy_j: np.ndarray
+    end_uncertainty_j: float = 0.0
+
+    @property
+    def durations_s(self) -> np.ndarray:
+        """Expected length of each window, seconds."""
+        middle = 0.5 * (self.edge_lo_ns + self.edge_hi_ns)
+        return np.diff(middle) * 1e-9
+
+
 def energy_windows(
     t_ns: np.ndarray, energy_j: np.ndarray, t_start_ns: int, t_end_ns: int
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> Windows:
     """Cut a cumulative energy series into windows at its update points.
 
     Args:
@@ -156,30 +186,29 @@ def energy_windows(
         t_end_ns: end of the interval to cover.
 
     Returns:
-        ``(edges_ns, window_energy_j, end_uncertainty_j)``: window edges (one more than
-        windows), the energy in each window, and how uncertain the two ends of the interval
-        are for a counter that updates slower than it is polled.
+        The windows covering ``t_start_ns`` .. ``t_end_ns``.
     """
     t = np.asarray(t_ns, np.float64)
     e = np.asarray(energy_j, np.float64)
     if len(t) < 2 or t_end_ns <= t_start_ns:
-        return np.array([t_start_ns, max(t_end_ns, t_start_ns + 1)], np.float64), np.zeros(1), 0.0
+        ends = np.array([t_start_ns, max(t_end_ns, t_start_ns + 1)], np.float64)
+        return Windows(ends, ends.copy(), np.zeros(1))
     changed = np.flatnonzero(np.diff(e) != 0) + 1
     stepped = len(changed) >= 2 and len(changed) < 0.9 * (len(t) - 1)
     if stepped:
-        # The counter changed somewhere between the two polls; the midpoint is unbiased.
-        points_t = 0.5 * (t[changed - 1] + t[changed])
-        points_e = e[changed]
+        lo, hi, points_e = t[changed - 1], t[changed], e[changed]
     else:
-        points_t, points_e = t, e
-    inner = points_t[(points_t > t_start_ns) & (points_t < t_end_ns)]
-    edges = np.concatenate([[float(t_start_ns)], inner, [float(t_end_ns)]])
-    curve = _interp_linear(edges, points_t, points_e)
+        # A counter that changes at (nearly) every poll: each reading is exact at its poll time.
+        lo, hi, points_e = t, t, e
+    # The midpoint of the gap is the unbiased guess of when the counter changed.
+    points_t = 0.5 * (lo + hi)
+    inner = (lo > t_start_ns) & (hi < t_end_ns)
+    edge_lo = np.concatenate([[float(t_start_ns)], lo[inner], [float(t_end_ns)]])
+    edge_hi = np.concatenate([[float(t_start_ns)], hi[inner], [float(t_end_ns)]])
+    curve = _interp_linear(0.5 * (edge_lo + edge_hi), points_t, points_e)
     window_j = np.maximum(np.diff(curve), 0.0)
-    end_uncertainty = 0.0
-    if stepped and len(window_j):
-        end_uncertainty = 0.5 * float(window_j[0] + window_j[-1])
-    return edges, window_j, end_uncertainty
+    end_uncertainty = 0.5 * float(window_j[0] + window_j[-1]) if stepped else 0.0
+    return Windows(edge_lo, edge_hi, window_j, end_uncertainty)
 
 
 def _interp_linear(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
@@ -197,33 +226,47 @@ def _interp_linear(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     return y
 
 
-def window_times(table: TimeTable, edges_ns: np.ndarray) -> sparse.csr_matrix:
-    """Return self seconds per (window, column), spreading each bin uniformly over its span."""
+def window_times(table: TimeTable, windows: Windows) -> sparse.csr_matrix:
+    """Return self seconds per (window, column).
+
+    Each time bin is spread uniformly over its span and cut at every edge bound; a piece inside an
+    edge's uncertainty gap goes to the later window with the probability that the edge came first.
+    """
     starts, ends, self_ns = table.binned()
-    n_windows = len(edges_ns) - 1
+    lo, hi = windows.edge_lo_ns, windows.edge_hi_ns
+    n_windows = len(lo) - 1
     n_columns = len(table.columns)
     if len(starts) == 0 or n_windows <= 0:
         return sparse.csr_matrix((max(n_windows, 0), n_columns))
     starts = starts.astype(np.float64)
     ends = np.maximum(ends.astype(np.float64), starts)
-    # Cut every cell at the window edges inside it; each piece lies in exactly one window.
-    first = np.searchsorted(edges_ns, starts, "right")
-    last = np.searchsorted(edges_ns, ends, "left")
-    inner_edges = np.maximum(last - first, 0)
-    pieces = inner_edges + 1
+    cuts = np.unique(np.concatenate([lo, hi]))
+    first = np.searchsorted(cuts, starts, "right")
+    last = np.searchsorted(cuts, ends, "left")
+    pieces = np.maximum(last - first, 0) + 1
     cell = np.repeat(np.arange(len(starts)), pieces)
     offset = np.arange(len(cell)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    edge_i = np.clip(first[cell] + offset - 1, 0, len(edges_ns) - 1)
-    piece_start = np.where(offset == 0, starts[cell], edges_ns[edge_i])
-    edge_j = np.clip(first[cell] + offset, 0, len(edges_ns) - 1)
-    piece_end = np.where(offset == pieces[cell] - 1, ends[cell], edges_ns[edge_j])
-    span = np.maximum(ends - starts, 1.0)
-    seconds = self_ns[cell] * (piece_end - piece_start) / span[cell] * 1e-9
-    window = np.clip(
-        np.searchsorted(edges_ns, 0.5 * (piece_start + piece_end), "right") - 1, 0, n_windows - 1
-    )
+    cut_before = cuts[np.clip(first[cell] + offset - 1, 0, len(cuts) - 1)]
+    cut_after = cuts[np.clip(first[cell] + offset, 0, len(cuts) - 1)]
+    piece_start = np.where(offset == 0, starts[cell], cut_before)
+    piece_end = np.where(offset == pieces[cell] - 1, ends[cell], cut_after)
+    seconds = self_ns[cell] * (piece_end - piece_start) / np.maximum(ends - starts, 1.0)[cell]
+    seconds *= 1e-9
+    middle = 0.5 * (piece_start + piece_end)
+    # Pieces outside the sensor's coverage (e.g. after it failed) belong to no window.
+    keep = (middle >= lo[0]) & (middle <= hi[-1])
+    middle, seconds, column = middle[keep], seconds[keep], table.bin_column[cell][keep]
+    passed = np.searchsorted(hi, middle, "right")  # edges certainly behind this piece
+    nxt = np.minimum(passed, len(lo) - 1)
+    in_gap = (passed < len(lo)) & (middle >= lo[nxt]) & (middle < hi[nxt])
+    gap = np.maximum(hi[nxt] - lo[nxt], 1.0)
+    after = np.where(in_gap, (middle - lo[nxt]) / gap, 1.0)
+    window_after = np.clip(np.where(in_gap, nxt, passed - 1), 0, n_windows - 1)
+    window_before = np.clip(window_after - 1, 0, n_windows - 1)
+    rows = np.concatenate([window_after, window_before])
+    values = np.concatenate([seconds * after, seconds * (1.0 - after)])
     matrix = sparse.coo_matrix(
-        (seconds, (window, table.bin_column[cell])), shape=(n_windows, n_columns)
+        (values, (rows, np.concatenate([column, column]))), shape=(n_windows, n_columns)
     )
     return matrix.tocsr()
 
@@ -236,21 +279,27 @@ def _attribute_sensor(
     t_end = table.t_end_ns
     if s.failed and len(s.t_ns):
         t_end = min(t_end, int(s.t_ns[-1]))
-    edges, window_j, end_unc = energy_windows(s.t_ns, s.energy_j, table.t_start_ns, t_end)
+    windows = energy_windows(s.t_ns, s.energy_j, table.t_start_ns, t_end)
+    window_j, end_unc = windows.energy_j, windows.end_uncertainty_j
     total = float(window_j.sum())
-    times = window_times(table, edges)
-    durations = np.diff(edges) * 1e-9
+    times = window_times(table, windows)
+    durations = windows.durations_s
     method = TIME_SPLIT
     power, ridge = None, 0.0
     groups, group_of = _fit_groups(table, times)
     design = _design(times, group_of, len(groups))
-    if len(window_j) >= 10 and total > 0 and len(groups) > 1:
+    if len(window_j) >= MIN_FIT_WINDOWS and total > 0 and len(groups) > 1:
         power, ridge = _choose_power(design, window_j, durations)
         if power is not None:
             method = POWER_FIT
     energy = _allocate(times, window_j, power, group_of)
     model = _Model(times, design, window_j, durations, group_of, power, ridge)
     lo, hi = _bootstrap(model, total, bootstrap, rng)
+    if total > 0 and end_unc > 0:
+        # The split is scaled to the total, so the total's own uncertainty reaches every row.
+        share_unc = energy * (end_unc / total)
+        lo = energy - np.hypot(energy - np.minimum(lo, energy), share_unc)
+        hi = energy + np.hypot(np.maximum(hi, energy) - energy, share_unc)
     return SensorResult(
         name=s.name,
         device=s.device,

@@ -91,7 +91,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             raise
         self._started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self._timeline = Timeline(
-            now_ns(), int(self.interval_s * 1e9) // 2, trace_steps=self.trace_steps
+            now_ns(), int(self.interval_s * 1e9) // 10, trace_steps=self.trace_steps
         )
         recorder.step_callback = self._maybe_drain
         self._recorder = recorder
