@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: Exit status of a script stopped by Ctrl-C, as shells report it (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 #: Where run directories go unless ``--out`` says otherwise.
 REPORTS_DIR = Path("reports")
 
@@ -124,7 +126,7 @@ def check(target: Target) -> None:
     path = Path(target.name)
     if not path.is_file():
         raise ConfigError(f"{target.name}: no such file")
-    compile(path.read_bytes(), str(path), "exec")
+    compile(path.read_bytes(), os.path.abspath(path), "exec")  # the name Python shows
 
 
 def run(target: Target, options: RunOptions) -> RunResult:
@@ -168,7 +170,10 @@ def run(target: Target, options: RunOptions) -> RunResult:
 
 
 def print_exception(exc: BaseException) -> None:
-    """Print ``exc`` to stderr as Python would: without greenprof's and runpy's own frames."""
+    """Print ``exc`` to stderr as Python would: without greenprof's and runpy's own frames.
+
+    A syntax error in the script itself is then shown without a traceback, as Python shows it.
+    """
     tb = exc.__traceback__
     while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
@@ -177,7 +182,11 @@ def print_exception(exc: BaseException) -> None:
 
 
 def _is_ours(filename: str) -> bool:
-    return filename in (__file__, runpy.__file__) or filename.startswith("<frozen ")
+    return (
+        filename.startswith(_PACKAGE_DIR)
+        or filename == runpy.__file__
+        or filename.startswith("<frozen ")
+    )
 
 
 class _Outcome:

@@ -143,7 +143,7 @@ def _layers(
     frame = pd.DataFrame(rows, columns=["module", "type", "phase", "calls", "time_s", "weight"])
     weight = frame.pop("weight")
     frame["energy_j"] = weight / weight.sum() * total_j
-    spread = frame["energy_j"] * rng.uniform(0.05, 1.2, len(frame))
+    spread = frame["energy_j"] * rng.uniform(0.03, 0.5, len(frame))
     frame["energy_lo_j"] = np.maximum(frame["energy_j"] - spread, 0.0)
     frame["energy_hi_j"] = frame["energy_j"] + spread
     return frame.sort_values("energy_j", ascending=False, ignore_index=True)
