@@ -126,6 +126,17 @@ def test_failing_sensor_is_dropped_and_the_others_go_on(caplog):
     assert series["steady"][1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_sensor_failing_at_start_does_not_stop_the_start():
+    dead, steady = Counting("dead", fail_at=1), Counting("steady")
+
+    with Sampler([dead, steady], interval_s=3600.0) as sampler:
+        pass
+
+    assert set(sampler.failures) == {"dead"}
+    assert len(sampler.series()["dead"][0]) == 0
+    assert len(sampler.series()["steady"][0]) == 2
+
+
 def test_failure_on_the_thread_keeps_the_others_sampling():
     flaky, steady = Counting("flaky", fail_at=3), Counting("steady", signal_at=10)
 

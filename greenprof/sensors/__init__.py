@@ -27,6 +27,8 @@ __all__ = [
     "CpuEstimateSensor",
     "detect",
     "availability",
+    "available_sensors",
+    "default_selection",
     "SENSOR_KINDS",
 ]
 
