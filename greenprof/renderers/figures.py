@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from greenprof.renderers.power import phase_intervals, power_w, sensor_series
-from greenprof.renderers.tables import display_name, phase_matrix, sensor_rows
+from greenprof.renderers.tables import display_name, module_rows, phase_matrix, sensor_rows
 from greenprof.renderers.units import format_energy
 from greenprof.session import Session
 
@@ -77,17 +77,30 @@ def power_figure(session: Session) -> Figure:
 
 
 def phase_stack_figure(session: Session, n: int = 15) -> Figure:
-    """Return horizontal bars of the ``n`` modules with most self energy, split by phase."""
+    """Return horizontal bars of the ``n`` modules with most self energy, split by phase.
+
+    A whisker on each bar spans the module's energy interval (all phases).
+    """
     matrix = phase_matrix(session, n)
+    bounds = module_rows(session).set_index("module").reindex(matrix.index)
     figure = Figure(figsize=(10, 0.32 * max(len(matrix), 3) + 1.2), layout="constrained")
     axes = figure.subplots()
-    names = [_shorten(display_name(m)) for m in matrix.index]
+    # Numeric positions: two long names shortened alike must still get a bar each.
+    rows = np.arange(len(matrix))
     left = np.zeros(len(matrix))
     for phase in matrix.columns:
         values = matrix[phase].to_numpy(dtype=float)
-        axes.barh(names, values, left=left, color=PHASE_COLORS[phase], label=phase)
+        axes.barh(rows, values, left=left, color=PHASE_COLORS[phase], label=phase)
         left += values
+    if len(matrix):
+        below = np.maximum(bounds["energy_j"] - bounds["energy_lo_j"], 0.0)
+        above = np.maximum(bounds["energy_hi_j"] - bounds["energy_j"], 0.0)
+        axes.errorbar(
+            bounds["energy_j"], rows, xerr=[below, above], fmt="none", ecolor="#333", capsize=2
+        )
+    axes.set_yticks(rows, [_shorten(display_name(m)) for m in matrix.index])
     axes.invert_yaxis()
+    axes.set_xlim(left=0)
     axes.set_xlabel(_energy_axis("self energy", session))
     axes.set_title(_estimated_title(f"Top {len(matrix)} modules by self energy", session))
     if len(matrix.columns):
