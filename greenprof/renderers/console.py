@@ -10,8 +10,8 @@ from greenprof.renderers.tables import display_name, module_rows, sensor_rows
 from greenprof.renderers.units import (
     format_duration,
     format_energy,
+    format_plus,
     format_share,
-    uncertainty_j,
 )
 from greenprof.session import Session
 
@@ -119,8 +119,8 @@ def _header(session: Session, phases: list[str] | None) -> list[str]:
 
 
 def _amount(energy_j: float, energy_lo_j: float, energy_hi_j: float) -> str:
-    plus = float(uncertainty_j(energy_j, energy_lo_j, energy_hi_j))
-    return f"{format_energy(energy_j)} ±{format_energy(plus)}"
+    plus = format_plus(energy_j, energy_lo_j, energy_hi_j)
+    return f"{format_energy(energy_j)} {plus}" if plus else format_energy(energy_j)
 
 
 def _delta(delta_j: float, plus_j: float, pct: float = math.nan) -> str:

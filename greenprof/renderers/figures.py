@@ -32,8 +32,8 @@ PHASE_COLORS = {
     "optimizer": "#54A24B",
     "other": "#9D9D9D",
 }
-#: Most points drawn per power curve: enough for a 1000-pixel-wide figure, small as SVG.
-MAX_POWER_POINTS = 1500
+#: Most points drawn per power curve: about one per pixel of the plot, and small as SVG.
+MAX_POWER_POINTS = 600
 #: Tree nodes narrower than this share of the total are left out (with their children).
 MIN_TREE_SHARE = 0.002
 

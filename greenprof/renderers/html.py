@@ -19,11 +19,11 @@ from greenprof.renderers.units import (
     co2_g,
     format_duration,
     format_energy,
+    format_plus,
     format_share,
     format_si,
     grid_intensity,
     kwh,
-    uncertainty_j,
 )
 from greenprof.session import Session
 
@@ -177,10 +177,10 @@ def _heading(session: Session) -> str:
 
 def _totals(session: Session, grid_g_per_kwh: float) -> str:
     total = session.total_energy_j
-    plus = float(uncertainty_j(total, session.total_energy_lo_j, session.total_energy_hi_j))
+    plus = format_plus(total, session.total_energy_lo_j, session.total_energy_hi_j)
     tag = " (estimated)" if session.estimated else ""
     cards = [
-        (f"Total energy{tag}", format_energy(total), f"±{format_energy(plus)}"),
+        (f"Total energy{tag}", format_energy(total), plus or "uncertainty not reported"),
         (f"Total{tag}", f"{kwh(total):.3g} kWh", f"{total:,.1f} J"),
         ("Duration", format_duration(session.duration_s), _mean_power(session)),
     ]

@@ -64,6 +64,16 @@ def uncertainty_j(energy_j: ArrayLike, energy_lo_j: ArrayLike, energy_hi_j: Arra
     return np.maximum(np.maximum(np.asarray(energy_hi_j) - energy, energy - energy_lo_j), 0.0)
 
 
+def format_plus(energy_j: float, energy_lo_j: float, energy_hi_j: float) -> str:
+    """Return ``"±1.2 J"``, or ``""`` when the bounds are equal.
+
+    Equal bounds mean nobody reported an uncertainty, which is not the same as none.
+    """
+    if energy_hi_j <= energy_lo_j:
+        return ""
+    return "±" + format_energy(float(uncertainty_j(energy_j, energy_lo_j, energy_hi_j)))
+
+
 def is_noise(energy_j: ArrayLike, energy_lo_j: ArrayLike, energy_hi_j: ArrayLike) -> Any:
     """Return True where an interval is at least as wide as its value: that number is noise."""
     width = np.asarray(energy_hi_j, dtype=float) - np.asarray(energy_lo_j, dtype=float)

@@ -50,3 +50,9 @@ def test_summary_shows_energy_per_step_and_warnings(make_session) -> None:
 def test_session_str_is_the_summary(make_session) -> None:
     session = make_session()
     assert str(session) == render_summary(session)
+
+
+def test_an_unreported_uncertainty_is_not_shown_as_zero(make_session) -> None:
+    session = make_session(total_energy_lo_j=20.0, total_energy_hi_j=20.0)
+    first = render_summary(session).splitlines()[0]
+    assert first.startswith("greenprof: 20 J measured") and "±" not in first
