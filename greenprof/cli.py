@@ -213,10 +213,18 @@ def _announce(result: RunResult) -> None:
     click.echo(result.session.summary(n=5), err=True)
     for problem in result.problems:
         click.echo(f"greenprof: {problem}", err=True)
-    where = result.report or result.run_dir
+    where = _shown(result.report or result.run_dir)
     click.echo(
         f"greenprof: {'report' if result.report else 'session'} written to {where}", err=True
     )
+
+
+def _shown(path: Path) -> str:
+    """Return ``path`` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @cli.command()

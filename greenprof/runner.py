@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenprof.errors import ConfigError
+from greenprof.errors import ConfigError, GreenprofError
 from greenprof.session import Session
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def run(target: Target, options: RunOptions) -> RunResult:
     """
     from greenprof.profiler import profile
 
+    run_dir = _make_run_dir(target, options.out)
     meta = {"command": options.command or _command_of(target)}
     if options.grid_g_per_kwh is not None:
         meta["grid_g_per_kwh"] = options.grid_g_per_kwh
@@ -162,11 +163,11 @@ def run(target: Target, options: RunOptions) -> RunResult:
         print_exception(exc)
     exit_status = outcome.exit_status
     if prof.session is None:  # the profiler failed while stopping; it logged why
-        raise ConfigError("the profiler produced no session; see the messages above")
+        raise GreenprofError("the profiler produced no session; see the messages above")
     session = prof.session
     session.meta["exit_status"] = exit_status
     session.meta["interrupted"] = exit_status == EXIT_INTERRUPTED
-    return _save(session, _run_dir(target, options.out), options)
+    return _save(session, run_dir, options)
 
 
 def print_exception(exc: BaseException) -> None:
@@ -235,8 +236,8 @@ def _exit_status(exc: SystemExit) -> int:
 
 @contextmanager
 def _python_like_sys(target: Target) -> Iterator[None]:
-    """Set ``sys.argv`` and ``sys.path[0]`` as the interpreter would, restoring both after."""
-    saved_argv, saved_path0 = sys.argv, sys.path[0] if sys.path else None
+    """Set ``sys.argv`` and ``sys.path[0]`` as the interpreter would; restore them and the cwd."""
+    saved_argv, saved_path0, saved_cwd = sys.argv, sys.path[0] if sys.path else None, os.getcwd()
     if target.is_module:
         first, path0 = target.name, os.getcwd()  # run_module replaces argv[0] with the file
     else:
@@ -252,6 +253,7 @@ def _python_like_sys(target: Target) -> Iterator[None]:
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
+        os.chdir(saved_cwd)
 
 
 def _module_code(name: str) -> None:
@@ -280,6 +282,21 @@ def _command_of(target: Target) -> str:
 
     prefix = ["greenprof", "run", "-m"] if target.is_module else ["greenprof", "run"]
     return shlex.join([*prefix, target.name, *target.args])
+
+
+def _make_run_dir(target: Target, out: Path | None) -> Path:
+    """Create the run directory now, so that a bad ``--out`` fails before the script runs.
+
+    The path is made absolute: the script may change the working directory.
+    """
+    path = _run_dir(target, out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot create the run directory ({exc.strerror or exc})"
+        ) from None
+    return path.absolute()
 
 
 def _run_dir(target: Target, out: Path | None) -> Path:

@@ -116,3 +116,21 @@ def test_default_run_dir_is_named_after_the_script_and_never_reused(tmp_path, mo
     second = runner._run_dir(runner.Target.script("other/train.py"), None)
     assert second != first and second.name.startswith("train-")
     assert runner._run_dir(runner.Target.module("pkg.main"), None).name.startswith("pkg.main-")
+
+
+def test_a_script_changing_directory_does_not_move_the_run_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    script = write(tmp_path / "wander.py", "import os\nos.chdir('elsewhere')\n")
+    result = runner.run(runner.Target.script(str(script)), options(tmp_path, out=Path("run")))
+    assert Path.cwd() == tmp_path
+    assert result.run_dir == tmp_path / "run" and (tmp_path / "run" / "session.json").is_file()
+
+
+def test_an_unusable_out_fails_before_the_script_runs(tmp_path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    marker = tmp_path / "ran"
+    script = write(tmp_path / "mark.py", f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ConfigError, match="cannot create the run directory"):
+        runner.run(runner.Target.script(str(script)), options(tmp_path, out=tmp_path / "taken"))
+    assert not marker.exists()
