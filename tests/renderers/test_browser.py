@@ -51,4 +51,10 @@ def test_report_renders_sorts_and_runs_nothing_it_should_not(tmp_path, synthetic
         assert names == sorted(names)
 
         driver.save_screenshot(str(tmp_path / "report.png"))
+        # Even a script that slipped past escaping would not run: the page's CSP pins its own.
+        injected = driver.execute_script(
+            "const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+            "document.body.appendChild(s); return window.ran === 1;"
+        )
+        assert injected is False
     assert (tmp_path / "report.png").stat().st_size > 10_000
