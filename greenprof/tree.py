@@ -69,7 +69,7 @@ def inclusive_energy(layers: pd.DataFrame) -> pd.DataFrame:
         >>> float(inclusive_energy(rows).set_index("module").loc["", "energy_j"])
         3.0
     """
-    own = _self_per_module(layers)
+    own = self_per_module(layers)
     known = set(own.index)
     for module in list(known):
         parent = parent_of(module, known)
@@ -89,10 +89,14 @@ def inclusive_energy(layers: pd.DataFrame) -> pd.DataFrame:
     return _assemble(own, inclusive, parents)
 
 
-def _self_per_module(layers: pd.DataFrame) -> pd.DataFrame:
+def self_per_module(layers: pd.DataFrame) -> pd.DataFrame:
+    """Return each module's own time, joules and bounds over the phases in ``layers``.
+
+    Indexed by module, with ``type`` and ``calls``: the largest per-phase count, since a
+    backward pass belongs to the forward call that made it.
+    """
     grouped = layers.groupby("module", sort=False)
     own = grouped[_SUMMED].sum()
-    # A module's backward runs once per forward call: the largest per-phase count is its calls.
     own["calls"] = grouped["calls"].max()
     own["type"] = grouped["type"].first()
     return own

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from greenprof.renderers.units import is_noise, uncertainty_j
-from greenprof.session import OUTSIDE_MODULE, PHASES, Session
+from greenprof.session import PHASES, Session
+from greenprof.tree import self_per_module
 
 ROOT_LABEL = "(root)"
 
@@ -27,17 +28,13 @@ def module_rows(session: Session, phases: Iterable[str] | None = None) -> pd.Dat
 
     Returns:
         Columns ``module, type, calls, time_s, energy_j, energy_lo_j, energy_hi_j, share,
-        uncertainty_j, noise``. ``calls`` is the largest per-phase count, since a backward pass
-        belongs to the forward call that made it; ``share`` is of the session's total energy.
+        uncertainty_j, noise``; ``calls`` as :func:`greenprof.tree.self_per_module` counts
+        them, ``share`` of the session's total energy.
     """
     layers = session.layers()
     if phases is not None:
         layers = layers[layers["phase"].isin(list(phases))]
-    grouped = layers.groupby("module", sort=False)
-    rows = grouped[["time_s", "energy_j", "energy_lo_j", "energy_hi_j"]].sum()
-    rows["calls"] = grouped["calls"].max()
-    rows["type"] = grouped["type"].first()
-    rows = rows.reset_index()
+    rows = self_per_module(layers).reset_index()
     return _with_derived(rows, session.total_energy_j).sort_values(
         ["energy_j", "module"], ascending=[False, True], ignore_index=True
     )
@@ -81,16 +78,6 @@ def sensor_rows(session: Session) -> list[dict[str, object]]:
             row["label"] = "MEASURED" if row.get("measured") else "ESTIMATED"
         sensors.append(row)
     return sensors
-
-
-def energy_label(session: Session) -> str:
-    """Return ``"J"`` or ``"J, estimated"``: the unit every number of this session carries."""
-    return "J, estimated" if session.estimated else "J"
-
-
-def is_outside(module: str) -> bool:
-    """Return True for the row that holds time outside every module."""
-    return module == OUTSIDE_MODULE
 
 
 def _with_derived(rows: pd.DataFrame, total_energy_j: float) -> pd.DataFrame:
