@@ -65,8 +65,8 @@ def _metadata(name: str, args: dict[str, Any], tid: int = 0) -> dict[str, Any]:
 def _span_events(session: Session) -> list[dict[str, Any]]:
     spans = session.spans()
     spans["dur_s"] = spans["t1_s"] - spans["t0_s"]
-    # Parents before the children they contain, so viewers nest them without guessing.
-    spans = spans.sort_values(["t0_s", "depth", "dur_s"], ascending=[True, True, False])
+    # Containers before what they contain: viewers nest slices by start, then longest first.
+    spans = spans.sort_values(["t0_s", "dur_s", "depth"], ascending=[True, False, True])
     return [
         {
             "name": display_name(row.module),

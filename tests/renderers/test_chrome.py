@@ -1,6 +1,9 @@
 import json
 
+import pandas as pd
+
 from greenprof.renderers.chrome import chrome_trace, write_chrome_trace
+from greenprof.session import Session
 
 
 def test_trace_has_a_slice_per_span_and_a_counter_per_sensor(synthetic, tmp_path) -> None:
@@ -33,3 +36,12 @@ def test_parents_come_before_the_children_they_contain(synthetic) -> None:
 def test_estimated_power_is_labelled(synthetic_estimated) -> None:
     names = {e["name"] for e in chrome_trace(synthetic_estimated)["traceEvents"] if e["ph"] == "C"}
     assert "estimate:cpu power (estimated)" in names
+
+
+def test_slices_are_ordered_so_that_each_nests_in_the_one_before() -> None:
+    spans = pd.DataFrame(
+        [("", "backward", 1.0, 1.00003, 0), ("head", "backward", 1.0, 1.05, 1)],
+        columns=["module", "phase", "t0_s", "t1_s", "depth"],
+    )
+    events = chrome_trace(Session({}, None, None, spans))["traceEvents"]
+    assert [e["name"] for e in events if e["ph"] == "X"] == ["head", "(root)"]
