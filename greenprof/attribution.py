@@ -27,6 +27,7 @@ from scipy.optimize import nnls
 
 from greenprof.timeline import OUTSIDE_COLUMN, TimeTable
 
+AUTO = "auto"
 TIME_SPLIT = "time-split"
 POWER_FIT = "power-fit"
 
@@ -112,6 +113,7 @@ def attribute(
     *,
     bootstrap: int = 100,
     seed: int = 0,
+    method: str = AUTO,
 ) -> Attribution:
     """Attribute every sensor's joules to the table's columns.
 
@@ -120,13 +122,19 @@ def attribute(
         series: one entry per sensor.
         bootstrap: bootstrap replicates for the uncertainty.
         seed: random seed of the bootstrap (results are reproducible).
+        method: ``"auto"`` (choose by evidence), ``"time-split"`` or ``"power-fit"`` (forced;
+            for comparing the two).
 
     Returns:
         The combined attribution; columns sum to the measured total.
     """
     n_columns = len(table.columns)
+    if method not in (AUTO, TIME_SPLIT, POWER_FIT):
+        raise ValueError(f"method must be auto, {TIME_SPLIT} or {POWER_FIT}, not {method!r}")
     results = [
-        _attribute_sensor(table, s, bootstrap=bootstrap, rng=np.random.default_rng(seed))
+        _attribute_sensor(
+            table, s, bootstrap=bootstrap, rng=np.random.default_rng(seed), method=method
+        )
         for s in series
     ]
     energy = np.zeros(n_columns)
@@ -273,7 +281,7 @@ def window_times(table: TimeTable, windows: Windows) -> sparse.csr_matrix:
 
 # ---------------------------------------------------------------------------- models
 def _attribute_sensor(
-    table: TimeTable, s: SensorSeries, *, bootstrap: int, rng: np.random.Generator
+    table: TimeTable, s: SensorSeries, *, bootstrap: int, rng: np.random.Generator, method: str
 ) -> SensorResult:
     n_columns = len(table.columns)
     t_end = table.t_end_ns
@@ -284,14 +292,15 @@ def _attribute_sensor(
     total = float(window_j.sum())
     times = window_times(table, windows)
     durations = windows.durations_s
-    method = TIME_SPLIT
     power, ridge = None, 0.0
     groups, group_of = _fit_groups(table, times)
     design = _design(times, group_of, len(groups))
-    if len(window_j) >= MIN_FIT_WINDOWS and total > 0 and len(groups) > 1:
+    can_fit = len(window_j) >= 2 and total > 0 and len(groups) > 1
+    if method == AUTO and can_fit and len(window_j) >= MIN_FIT_WINDOWS:
         power, ridge = _choose_power(design, window_j, durations)
-        if power is not None:
-            method = POWER_FIT
+    elif method == POWER_FIT and can_fit:
+        power, ridge = _choose_power(design, window_j, durations, evidence=np.inf)
+    method = POWER_FIT if power is not None else TIME_SPLIT
     energy = _allocate(times, window_j, power, group_of)
     model = _Model(times, design, window_j, durations, group_of, power, ridge)
     lo, hi = _bootstrap(model, total, bootstrap, rng)
@@ -360,7 +369,7 @@ def _ridge_nnls(gram: np.ndarray, moment: np.ndarray, prior_w: float, ridge: flo
 
 
 def _choose_power(
-    design: np.ndarray, window_j: np.ndarray, durations: np.ndarray
+    design: np.ndarray, window_j: np.ndarray, durations: np.ndarray, evidence: float = 0.0
 ) -> tuple[np.ndarray | None, float]:
     """Return (fitted powers, ridge) when cross-validation prefers the fit, else (None, 0)."""
     n = len(window_j)
@@ -378,7 +387,7 @@ def _choose_power(
             p = _ridge_nnls(gram, moment, prior, ridge)
             fit_error[i] += float(np.sum((window_j[test] - design[test] @ p) ** 2))
     best = int(np.argmin(fit_error))
-    if not fit_error[best] < FIT_EVIDENCE * ts_error:
+    if not fit_error[best] < max(FIT_EVIDENCE, evidence) * ts_error:
         return None, 0.0
     ridge = _RIDGE_GRID[best]
     prior = window_j.sum() / max(durations.sum(), 1e-30)

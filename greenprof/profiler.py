@@ -73,6 +73,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self.bootstrap = bootstrap
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
+        self.time_table: TimeTable | None = None
+        self.sensor_series: list[SensorSeries] = []
         self._recorder: HookRecorder | None = None
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
@@ -136,6 +138,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
     def _build_session(self, table: TimeTable, meta: dict[str, Any]) -> Session:
         assert self._sampler is not None and self._recorder is not None
         series = _sensor_series(self.sensors, self._sampler)
+        # Kept for re-analysis (e.g. greenprof.attribution.attribute with another method).
+        self.time_table, self.sensor_series = table, series
         result = attribute(table, series, bootstrap=self.bootstrap)
         names = _column_names(table, self._recorder.keys)
         layers = _layers_frame(table, result, names)
@@ -323,11 +327,7 @@ def _warnings(
     prof: profile, table: TimeTable, result: Attribution, names: list[tuple[str, str]]
 ) -> list[str]:
     assert prof._sampler is not None
-    out = list(prof._sampler.warnings)
-    for name, reason in prof._sampler.failures.items():
-        out.append(
-            f"sensor {name} failed during the run ({reason}); its joules after that are missing"
-        )
+    out = list(prof._sampler.warnings)  # includes one line per failed sensor
     estimated = [r.name for r in result.sensors if not r.measured]
     if estimated:
         out.append(

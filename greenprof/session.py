@@ -122,9 +122,10 @@ class Session:
     @property
     def estimated(self) -> bool:
         """True when any joule in this session comes from an estimating sensor."""
-        return any(not s.get("measured", False) for s in self.meta["sensors"]) or not self.meta[
-            "sensors"
-        ]
+        return (
+            any(not s.get("measured", False) for s in self.meta["sensors"])
+            or not self.meta["sensors"]
+        )
 
     @property
     def warnings(self) -> list[str]:

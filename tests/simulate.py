@@ -4,7 +4,8 @@ It watches modules through hooks of its own (independent of greenprof's), integr
 per module exactly, and reports the cumulative energy like a slow hardware counter does: the value
 only changes at update instants every 20-100 ms (at random phases relative to greenprof's polls),
 with noise on each update. The true joules per module are therefore known, and greenprof's
-attribution can be checked against them. Used by the tests and by benchmarks/attribution_accuracy.py.
+attribution can be checked against them. Used by the tests and by
+benchmarks/attribution_accuracy.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,176 @@
+"""How close greenprof's per-layer joules come to the truth, on a simulated energy counter.
+
+Run by hand (not part of the test suite):
+
+    .venv/bin/python benchmarks/attribution_accuracy.py [--seconds 3]
+
+Each case runs a real model's inference under greenprof.profile() with the ground-truth simulator
+of tests/simulate.py as the only sensor: power depends on which module runs (a power map), and the
+counter updates only every 20-100 ms with noise, so the true joules per layer are known. Every run
+is attributed twice from the same recording, by the time split and by the power fit, and once as
+greenprof chooses by itself ("auto"). Printed per case: total error, energy-weighted median of the
+per-layer errors, and the worst error among the ten layers with the most true energy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+from simulate import GroundTruthSensor  # noqa: E402
+
+import greenprof  # noqa: E402
+from greenprof.attribution import attribute  # noqa: E402
+from greenprof.session import OUTSIDE_MODULE  # noqa: E402
+
+
+def mlp():
+    model = nn.Sequential(
+        nn.Linear(1024, 4096),
+        nn.GELU(),
+        nn.Linear(4096, 1024),
+        nn.LayerNorm(1024),
+        nn.Linear(1024, 2048),
+        nn.ReLU(),
+        nn.Linear(2048, 10),
+    )
+    return model, torch.randn(128, 1024)
+
+
+def cnn():
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 16 * 16, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    return model, torch.randn(16, 3, 64, 64)
+
+
+def transformer():
+    layer = nn.TransformerEncoderLayer(256, 4, 1024, batch_first=True)
+    model = nn.Sequential(
+        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Linear(256, 10)
+    )
+    return model, torch.randn(8, 128, 256)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "transformer": transformer}
+
+
+def power_map(kind: str, model: nn.Module, seed: int):
+    rng = np.random.default_rng(seed)
+    random_w = {name: float(rng.uniform(20, 100)) for name, _ in model.named_modules()}
+
+    def watts(name: str, module: nn.Module) -> float:
+        if kind == "equal":
+            return 50.0
+        if kind == "by-type":
+            return 90.0 if isinstance(module, (nn.Linear, nn.Conv2d)) else 30.0
+        return random_w[name]
+
+    return watts
+
+
+def errors(session_layers, truth: dict[str, float]) -> tuple[float, float]:
+    est = session_layers.groupby("module").energy_j.sum()
+    names = [n for n in truth if truth[n] > 0 and n != OUTSIDE_MODULE]
+    true_j = np.array([truth[n] for n in names])
+    err = np.array([abs(est.get(n, 0.0) - truth[n]) / truth[n] for n in names])
+    order = np.argsort(err)
+    cum = np.cumsum(true_j[order]) / true_j.sum()
+    weighted_median = float(err[order][np.searchsorted(cum, 0.5)])
+    top10 = np.argsort(-true_j)[:10]
+    return weighted_median, float(err[top10].max())
+
+
+def run_case(model_name: str, kind: str, update_s: tuple[float, float], seconds: float, seed: int):
+    model, x = MODELS[model_name]()
+    model.eval()
+    sim = GroundTruthSensor(
+        model,
+        power_map(kind, model, seed),
+        outside_w=30.0,
+        update_s=update_s,
+        noise=0.02,
+        seed=seed,
+    )
+    sim.install()
+    try:
+        with torch.no_grad(), greenprof.profile(sensors=[sim]) as prof:
+            sim.start_truth()
+            end = time.perf_counter() + seconds
+            steps = 0
+            while time.perf_counter() < end:
+                model(x)
+                steps += 1
+            truth = sim.finish()
+    finally:
+        sim.close()
+    rows = []
+    total_true = sum(truth.values())
+    for method in ("time-split", "power-fit", "auto"):
+        result = attribute(prof.time_table, prof.sensor_series, method=method)
+        layers = _layers_for(prof, result)
+        median, worst = errors(layers, truth)
+        chosen = result.sensors[0].method
+        total_err = abs(result.total_j - total_true) / total_true
+        rows.append((method, chosen, total_err, median, worst))
+    return steps, rows
+
+
+def _layers_for(prof, result):
+    from greenprof.profiler import _column_names, _layers_frame
+
+    names = _column_names(prof.time_table, prof._recorder.keys)
+    return _layers_frame(prof.time_table, result, names)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="profiled seconds per case")
+    args = parser.parse_args()
+    print(
+        f"{'model':12} {'power map':9} {'update':>10} {'steps':>5}  {'method':10} {'chosen':10}"
+        f" {'total':>7} {'w.median':>8} {'worst10':>8}"
+    )
+    summary: dict[str, list[tuple[float, float]]] = {}
+    for i, (model_name, kind, update) in enumerate(
+        (m, k, u)
+        for m in MODELS
+        for k in ("equal", "by-type", "random")
+        for u in ((0.02, 0.05), (0.05, 0.1))
+    ):
+        steps, rows = run_case(model_name, kind, update, args.seconds, seed=i)
+        for method, chosen, total_err, median, worst in rows:
+            summary.setdefault(method, []).append((median, worst))
+            print(
+                f"{model_name:12} {kind:9} {update[0] * 1e3:4.0f}-{update[1] * 1e3:3.0f}ms {steps:5d}"
+                f"  {method:10} {chosen:10} {total_err:7.2%} {median:8.2%} {worst:8.2%}"
+            )
+    print("\nacross all cases (median of the case figures):")
+    for method, figures in summary.items():
+        arr = np.array(figures)
+        print(
+            f"  {method:10} weighted-median error {np.median(arr[:, 0]):6.2%}, "
+            f"worst-of-top-10 {np.median(arr[:, 1]):6.2%} (max over cases {arr[:, 1].max():6.2%})"
+        )
+
+
+if __name__ == "__main__":
+    main()

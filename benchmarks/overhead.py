@@ -1,0 +1,100 @@
+"""Per-step overhead of greenprof.profile() on BERT training steps, against torch.profiler.
+
+Run by hand (not part of the test suite):
+
+    .venv/bin/python benchmarks/overhead.py [--steps 30] [--skip-base]
+
+For (a) a tiny BERT (2 layers, hidden 128, batch 4x32) and (b) a BERT-base-size model (12 layers,
+hidden 768, batch 4x32), it times training steps without profiling, under greenprof.profile() and
+under torch.profiler (CPU activities), interleaving the three in rounds so that drift in the
+machine's speed hits each equally, and prints the median step time of each and the ratios. The
+time greenprof spends after the block (attribution) is printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+import transformers
+
+import greenprof
+
+
+def make_model(layers: int, hidden: int) -> transformers.BertForSequenceClassification:
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(2, hidden // 64),
+        intermediate_size=4 * hidden,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+def step_times(model, optimizer, batch, labels, steps: int) -> list[float]:
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = model(input_ids=batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def torch_profiler():
+    return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+
+def measure(name: str, layers: int, hidden: int, steps: int, rounds: int) -> None:
+    model = make_model(layers, hidden)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randint(0, 30522, (4, 32))
+    labels = torch.randint(0, 2, (4,))
+    step_times(model, optimizer, batch, labels, 3)  # warm up allocator and kernels
+    results: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
+    attribution_s = []
+    for _ in range(rounds):
+        results["plain"] += step_times(model, optimizer, batch, labels, steps)
+        prof = greenprof.profile()
+        with prof:
+            results["greenprof"] += step_times(model, optimizer, batch, labels, steps)
+            t_exit = time.perf_counter()
+        attribution_s.append(time.perf_counter() - t_exit)
+        with torch_profiler():
+            results["torch.profiler"] += step_times(model, optimizer, batch, labels, steps)
+    base = statistics.median(results["plain"])
+    print(f"\n({name}) {layers} layers, hidden {hidden}, batch 4x32, {rounds}x{steps} steps each")
+    for label, times in results.items():
+        med = statistics.median(times)
+        print(f"  {label:15s} median step {med * 1e3:8.2f} ms   ratio {med / base:6.3f}")
+    print(
+        f"  greenprof attribution after the block: median {statistics.median(attribution_s):.3f} s"
+    )
+    print(f"  greenprof sensors: {', '.join(s['name'] for s in prof.session.meta['sensors'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="steps per round (tiny model)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-base", action="store_true", help="only the tiny model")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    measure("a: tiny BERT", 2, 128, args.steps, args.rounds)
+    if not args.skip_base:
+        measure("b: BERT-base size", 12, 768, max(3, args.steps // 6), args.rounds)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
