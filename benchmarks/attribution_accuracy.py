@@ -87,16 +87,22 @@ def power_map(kind: str, model: nn.Module, seed: int):
     return watts
 
 
-def errors(session_layers, truth: dict[str, float]) -> tuple[float, float]:
-    est = session_layers.groupby("module").energy_j.sum()
+def errors(session_layers, truth: dict[str, float]) -> tuple[float, float, float, float]:
+    """Energy-weighted median error, worst of the top 10, their share, and interval coverage."""
+    grouped = session_layers.groupby("module")[["energy_j", "energy_lo_j", "energy_hi_j"]].sum()
     names = [n for n in truth if truth[n] > 0 and n != OUTSIDE_MODULE]
     true_j = np.array([truth[n] for n in names])
-    err = np.array([abs(est.get(n, 0.0) - truth[n]) / truth[n] for n in names])
+    est = np.array([grouped.energy_j.get(n, 0.0) for n in names])
+    err = np.abs(est - true_j) / true_j
     order = np.argsort(err)
     cum = np.cumsum(true_j[order]) / true_j.sum()
     weighted_median = float(err[order][np.searchsorted(cum, 0.5)])
     top10 = np.argsort(-true_j)[:10]
-    return weighted_median, float(err[top10].max())
+    lo = np.array([grouped.energy_lo_j.get(n, 0.0) for n in names])
+    hi = np.array([grouped.energy_hi_j.get(n, 0.0) for n in names])
+    covered = (lo[top10] <= true_j[top10]) & (true_j[top10] <= hi[top10])
+    worst = int(top10[np.argmax(err[top10])])
+    return weighted_median, float(err[worst]), float(true_j[worst] / true_j.sum()), covered.mean()
 
 
 def run_case(model_name: str, kind: str, update_s: tuple[float, float], seconds: float, seed: int):
@@ -127,10 +133,10 @@ def run_case(model_name: str, kind: str, update_s: tuple[float, float], seconds:
     for method in ("time-split", "power-fit", "auto"):
         result = attribute(prof.time_table, prof.sensor_series, method=method)
         layers = _layers_for(prof, result)
-        median, worst = errors(layers, truth)
+        median, worst, worst_share, coverage = errors(layers, truth)
         chosen = result.sensors[0].method
         total_err = abs(result.total_j - total_true) / total_true
-        rows.append((method, chosen, total_err, median, worst))
+        rows.append((method, chosen, total_err, median, worst, worst_share, coverage))
     return steps, rows
 
 
@@ -157,11 +163,12 @@ def main() -> None:
         for u in ((0.02, 0.05), (0.05, 0.1))
     ):
         steps, rows = run_case(model_name, kind, update, args.seconds, seed=i)
-        for method, chosen, total_err, median, worst in rows:
-            summary.setdefault(method, []).append((median, worst))
+        for method, chosen, total_err, median, worst, share, coverage in rows:
+            summary.setdefault(method, []).append((median, worst, coverage))
+            update_ms = f"{update[0] * 1e3:.0f}-{update[1] * 1e3:.0f}ms"
             print(
-                f"{model_name:12} {kind:9} {update[0] * 1e3:4.0f}-{update[1] * 1e3:3.0f}ms {steps:5d}"
-                f"  {method:10} {chosen:10} {total_err:7.2%} {median:8.2%} {worst:8.2%}"
+                f"{model_name:12} {kind:9} {update_ms:>10} {steps:5d}  {method:10} {chosen:10}"
+                f" {total_err:7.2%} {median:8.2%} {worst:8.2%} {share:7.2%} {coverage:7.0%}"
             )
     print("\nacross all cases (median of the case figures):")
     for method, figures in summary.items():

@@ -12,7 +12,9 @@ phase) that ran in it, by one of two models:
   layers far shorter than a window draw different power, where the time split is biased.
 
 The model is chosen by evidence: cross-validated prediction error of window energies over contiguous
-folds; the fit must beat the time split by a clear margin. Uncertainty comes from a block bootstrap
+folds; the fit must beat the time split by more than twice the standard error of its gain. When the
+time split is kept although the fit predicted better, each interval still reaches the fit's figure:
+the data did not rule it out. Uncertainty comes from a block bootstrap
 over windows (refitting the power model each time). Every window's energy is split completely, so
 the rows add up to the sensor's measured total.
 """
@@ -35,11 +37,11 @@ POWER_FIT = "power-fit"
 RESOLVED_REL = 0.2
 #: Power fit columns: the longest-running columns each get a power; the rest share one.
 MAX_FIT_COLUMNS = 24
-#: The fit must cut the cross-validated error by this factor to be preferred over the time split.
-FIT_EVIDENCE = 0.8
+#: The fit's held-out improvement must exceed this many standard errors to be preferred.
+FIT_EVIDENCE_SE = 2.0
 #: Fewer windows than this never justify a power per layer.
 MIN_FIT_WINDOWS = 30
-_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 @dataclass
@@ -296,14 +298,21 @@ def _attribute_sensor(
     groups, group_of = _fit_groups(table, times)
     design = _design(times, group_of, len(groups))
     can_fit = len(window_j) >= 2 and total > 0 and len(groups) > 1
-    if method == AUTO and can_fit and len(window_j) >= MIN_FIT_WINDOWS:
-        power, ridge = _choose_power(design, window_j, durations)
-    elif method == POWER_FIT and can_fit:
-        power, ridge = _choose_power(design, window_j, durations, evidence=np.inf)
+    choice = _choose_power(design, window_j, durations) if can_fit else None
+    if choice is not None and (
+        method == POWER_FIT
+        or (method == AUTO and choice.preferred and len(window_j) >= MIN_FIT_WINDOWS)
+    ):
+        power, ridge = choice.power, choice.ridge
     method = POWER_FIT if power is not None else TIME_SPLIT
     energy = _allocate(times, window_j, power, group_of)
     model = _Model(times, design, window_j, durations, group_of, power, ridge)
     lo, hi = _bootstrap(model, total, bootstrap, rng)
+    if power is None and choice is not None and choice.plausible:
+        # The time split assumes equal power; where a fit predicts held-out windows better, if not
+        # clearly, the truth may lie on either side, so the interval reaches the fit's figure too.
+        alternative = _allocate(times, window_j, choice.power, group_of)
+        lo, hi = np.minimum(lo, alternative), np.maximum(hi, alternative)
     if total > 0 and end_unc > 0:
         # The split is scaled to the total, so the total's own uncertainty reaches every row.
         share_unc = energy * (end_unc / total)
@@ -368,30 +377,45 @@ def _ridge_nnls(gram: np.ndarray, moment: np.ndarray, prior_w: float, ridge: flo
     return p
 
 
-def _choose_power(
-    design: np.ndarray, window_j: np.ndarray, durations: np.ndarray, evidence: float = 0.0
-) -> tuple[np.ndarray | None, float]:
-    """Return (fitted powers, ridge) when cross-validation prefers the fit, else (None, 0)."""
+@dataclass
+class _FitChoice:
+    """Outcome of cross-validating the power fit against the time split."""
+
+    power: np.ndarray  # fitted power per group at the best ridge
+    ridge: float
+    preferred: bool  # True when the fit predicted held-out windows clearly better
+    plausible: bool  # True when it predicted them better at all (not ruled out)
+
+
+def _choose_power(design: np.ndarray, window_j: np.ndarray, durations: np.ndarray) -> _FitChoice:
+    """Fit per-group powers and say whether held-out windows prefer them to the time split.
+
+    Held-out squared errors are compared window by window; the fit is preferred only when its
+    mean improvement exceeds twice its standard error, so noise alone rarely selects it.
+    """
     n = len(window_j)
-    folds = np.array_split(np.arange(n), 5)
-    ts_error = 0.0
-    fit_error = np.zeros(len(_RIDGE_GRID))
+    folds = [f for f in np.array_split(np.arange(n), 5) if len(f)]
+    ts_error = np.zeros(n)
+    fit_error = np.zeros((len(_RIDGE_GRID), n))
     for test in folds:
         train = np.ones(n, bool)
         train[test] = False
         x, e, d = design[train], window_j[train], durations[train]
         prior = e.sum() / max(d.sum(), 1e-30)
-        ts_error += float(np.sum((window_j[test] - prior * durations[test]) ** 2))
+        ts_error[test] = (window_j[test] - prior * durations[test]) ** 2
         gram, moment = x.T @ x, x.T @ e
         for i, ridge in enumerate(_RIDGE_GRID):
             p = _ridge_nnls(gram, moment, prior, ridge)
-            fit_error[i] += float(np.sum((window_j[test] - design[test] @ p) ** 2))
-    best = int(np.argmin(fit_error))
-    if not fit_error[best] < max(FIT_EVIDENCE, evidence) * ts_error:
-        return None, 0.0
+            fit_error[i, test] = (window_j[test] - design[test] @ p) ** 2
+    best = int(np.argmin(fit_error.sum(axis=1)))
     ridge = _RIDGE_GRID[best]
     prior = window_j.sum() / max(durations.sum(), 1e-30)
-    return _ridge_nnls(design.T @ design, design.T @ window_j, prior, ridge), ridge
+    power = _ridge_nnls(design.T @ design, design.T @ window_j, prior, ridge)
+    gain = ts_error - fit_error[best]
+    standard_error = gain.std(ddof=1) / np.sqrt(n) if n > 1 else np.inf
+    plausible = bool(gain.sum() > 0)
+    preferred = plausible and bool(gain.mean() > FIT_EVIDENCE_SE * standard_error)
+    return _FitChoice(power, ridge, preferred, plausible)
 
 
 @dataclass

@@ -60,7 +60,7 @@ def test_noisy_sensor_gives_wider_intervals():
     table, series, _ = synthetic_run(layers, steps=30, noise=0.3, seed=4)
     noisy = attribute(table, [series])
     width = lambda r: (r.energy_hi_j - r.energy_lo_j).sum()  # noqa: E731
-    assert width(noisy) > 3 * width(quiet)
+    assert width(noisy) > 1.2 * width(quiet)
 
 
 def test_layers_the_steps_cannot_resolve_are_listed_with_the_steps_needed():
