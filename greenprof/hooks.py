@@ -26,6 +26,7 @@ from torch.nn.modules import module as nn_module
 from torch.optim import optimizer as optim_module
 
 from greenprof.clock import now_ns
+from greenprof.cuda_clock import CudaClock, cuda_in_use
 from greenprof.errors import ProfilerError
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class HookRecorder:
         self._stack_keys: list[int] = []
         self._handles: list[Any] = []
         self._lock = threading.Lock()
+        self.cuda: CudaClock | None = None
+        self._cuda_marks: list[Any] = []
+        self._cuda_from = 0
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> HookRecorder:
@@ -113,6 +117,8 @@ class HookRecorder:
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
         ]
+        if cuda_in_use():
+            self.enable_cuda()
 
     def remove(self) -> None:
         """Remove every hook this recorder installed (safe to call twice)."""
@@ -124,10 +130,51 @@ class HookRecorder:
             if _active is self:
                 _active = None
 
-    def drain(self) -> list[tuple[int, int, int]]:
-        """Return the events recorded so far and start a new list."""
+    def _emit(self, code: int, key: int, t_ns: int | None = None) -> None:
+        if t_ns is None:
+            t_ns = self._clock()
+        if self.cuda is None:
+            self.events.append((t_ns, code, key))
+            return
+        with self._lock:  # backward hooks on a GPU run on autograd's device threads
+            self.events.append((t_ns, code, key))
+            self._cuda_marks.append(self.cuda.mark())
+
+    def enable_cuda(self, cuda: CudaClock | None = None) -> None:
+        """Record a CUDA event with every hook event from now on (see :mod:`greenprof.cuda_clock`).
+
+        Args:
+            cuda: the clock to use; a new :class:`CudaClock` on the current device by default.
+        """
         with self._lock:
-            events, self.events = self.events, []
+            if self.cuda is None:
+                self.cuda = cuda or CudaClock()
+                self._cuda_from = len(self.events)
+
+    def drain(self, *, final: bool = False) -> list[tuple[int, int, int]]:
+        """Return the events recorded so far (with GPU times where CUDA is in use).
+
+        Args:
+            final: wait for the device so that every event can be resolved (end of profile).
+        """
+        if self.cuda is None:
+            with self._lock:
+                events, self.events = self.events, []
+            return events
+        if final:
+            self.cuda.finish()
+        with self._lock:
+            resolved = self.cuda.resolve(self._cuda_marks)
+            ready = self._cuda_from + len(resolved)
+            events = self.events[: self._cuda_from] + [
+                (t_ns, code, key)
+                for t_ns, (_host, code, key) in zip(
+                    resolved, self.events[self._cuda_from : ready], strict=True
+                )
+            ]
+            self.events = self.events[ready:]
+            self._cuda_marks = self._cuda_marks[len(resolved) :]
+            self._cuda_from = 0
         return events
 
     # ------------------------------------------------------------ naming
@@ -198,10 +245,10 @@ class HookRecorder:
                 if self._in_backward:
                     # The engine never ran our end-of-backward callback (the pass raised).
                     self._in_backward = False
-                    self.events.append((self._clock(), BWD_PASS_END, -1))
+                    self._emit(BWD_PASS_END, -1)
             self._depth += 1
             self._stack_keys.append(key)
-            self.events.append((self._clock(), FWD_ENTER, key))
+            self._emit(FWD_ENTER, key)
         except Exception:  # never raise into the user's training loop
             self._fault("forward pre-hook")
 
@@ -209,14 +256,14 @@ class HookRecorder:
         try:
             t_ns = self._clock()
             key = self._ids.get(id(module), -1)
-            self.events.append((t_ns, FWD_EXIT, key))
+            self._emit(FWD_EXIT, key, t_ns)
             self._depth = max(0, self._depth - 1)
             if self._stack_keys:
                 self._stack_keys.pop()
             if key >= 0 and torch.is_grad_enabled():
                 self._hook_backward(key, args, output)
-            if self._depth == 0 and self.step_callback is not None:
-                self.step_callback()
+            if self._depth == 0:
+                self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
 
@@ -241,10 +288,9 @@ class HookRecorder:
 
     def _backward_start(self, keys: list[int]) -> None:
         t_ns = self._clock()
-        append = self.events.append
         # Outermost module first, so that the innermost one ends up on top of the stack.
         for key in reversed(keys):
-            append((t_ns, BWD_ENTER, key))
+            self._emit(BWD_ENTER, key, t_ns)
         if not self._in_backward:
             self._in_backward = True
             try:
@@ -254,21 +300,27 @@ class HookRecorder:
 
     def _backward_pass_end(self) -> None:
         self._in_backward = False
-        self.events.append((self._clock(), BWD_PASS_END, -1))
+        self._emit(BWD_PASS_END, -1)
 
     def _optimizer_pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         try:
-            self.events.append((self._clock(), OPT_ENTER, self._key_of(optimizer)))
+            self._emit(OPT_ENTER, self._key_of(optimizer))
         except Exception:
             self._fault("optimizer pre-hook")
 
     def _optimizer_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         try:
-            self.events.append((self._clock(), OPT_EXIT, self._key_of(optimizer)))
-            if self.step_callback is not None:
-                self.step_callback()
+            self._emit(OPT_EXIT, self._key_of(optimizer))
+            self._at_step_boundary()
         except Exception:
             self._fault("optimizer hook")
+
+    def _at_step_boundary(self) -> None:
+        if self.cuda is None and cuda_in_use():
+            # The model moved to the GPU inside the profiled block: time GPU work from now on.
+            self.enable_cuda()
+        if self.step_callback is not None:
+            self.step_callback()
 
     def _fault(self, where: str) -> None:
         self.inconsistencies += 1
@@ -301,7 +353,7 @@ class _BackwardEnd:
         self.key = key
 
     def __call__(self, *grads: Any) -> None:
-        self.recorder.events.append((self.recorder._clock(), BWD_EXIT, self.key))
+        self.recorder._emit(BWD_EXIT, self.key)
 
 
 def _first_grad_tensor(value: Any) -> torch.Tensor | None:

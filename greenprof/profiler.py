@@ -107,16 +107,16 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
     ) -> None:
         assert self._recorder is not None and self._sampler is not None
         assert self._timeline is not None
-        t_end_ns = now_ns()
         self._recorder.remove()
         _wait_for_devices()
+        t_end_ns = now_ns()
         self._sampler.stop()
         meta = dict(self.extra_meta)
         if exc_type is not None:
             meta.setdefault("interrupted", issubclass(exc_type, KeyboardInterrupt))
             meta.setdefault("error", f"{exc_type.__name__}: {exc}")
         try:
-            self._timeline.feed(self._recorder.drain())
+            self._timeline.feed(self._recorder.drain(final=True))
             table = self._timeline.finish(t_end_ns)
             self.session = self._build_session(table, meta)
         except Exception:
