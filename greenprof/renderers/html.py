@@ -155,6 +155,11 @@ def write_html(session: Session, path: str | Path, *, grid_g_per_kwh: float | No
     return target
 
 
+def _is_number(value: object) -> bool:
+    """True for a real number read from JSON (where a boolean is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -227,7 +232,7 @@ def _facts(session: Session) -> str:
         ("Platform", meta.get("platform")),
         ("Python / torch", f"{meta.get('python_version', '?')} / {meta.get('torch_version', '?')}"),
         ("greenprof", meta.get("greenprof_version")),
-        ("Sampling interval", format_duration(interval) if isinstance(interval, float) else None),
+        ("Sampling interval", format_duration(interval) if _is_number(interval) else None),
         ("Exit status", _exit_text(meta)),
     ]
     rows = "".join(
@@ -249,7 +254,7 @@ def _sensors(session: Session) -> str:
     items = []
     for sensor in sensor_rows(session):
         energy = sensor.get("energy_j")
-        amount = format_energy(energy) if isinstance(energy, (int, float)) else ""
+        amount = format_energy(energy) if _is_number(energy) else ""
         detail = f"failed: {sensor['failed']}" if sensor.get("failed") else amount
         method = f", {sensor['method']}" if sensor.get("method") else ""
         items.append(
