@@ -36,7 +36,9 @@ POWER_FIT = "power-fit"
 #: A layer is "resolved" when its 95% interval is within this fraction of its energy.
 RESOLVED_REL = 0.2
 #: Power fit columns: the longest-running columns each get a power; the rest share one.
-MAX_FIT_COLUMNS = 24
+MAX_FIT_COLUMNS = 48
+#: ...and only those with at least this share of the run's time.
+MIN_FIT_SHARE = 0.001
 #: The fit's held-out improvement must exceed this many standard errors to be preferred.
 FIT_EVIDENCE_SE = 2.0
 #: Fewer windows than this never justify a power per layer.
