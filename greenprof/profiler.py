@@ -21,6 +21,7 @@ from greenprof.errors import ConfigError
 from greenprof.hooks import HookRecorder, KeyInfo
 from greenprof.sampler import Sampler
 from greenprof.sensors import Sensor, detect
+from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
 from greenprof.session import LAYER_COLUMNS, OUTSIDE_MODULE, Session
 from greenprof.timeline import OUTSIDE_KEY, PHASE_NAMES, Timeline, TimeTable
 
@@ -171,7 +172,11 @@ def _resolve_sensors(
     spec: Sequence[Sensor | str] | None, rated_cpu_power_w: float | None
 ) -> list[Sensor]:
     if spec is None:
-        return detect(rated_cpu_power_w=rated_cpu_power_w)
+        return owned_sensors(
+            detect(rated_cpu_power_w=rated_cpu_power_w),
+            rank=local_rank(),
+            cuda_device=current_cuda_device(),
+        )
     items = list(spec)
     if all(isinstance(s, str) for s in items):
         return detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
