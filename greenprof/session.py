@@ -250,7 +250,8 @@ def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFra
     for column in columns:
         kind = _dtype(column)
         if kind == "object":
-            frame[column] = frame[column].fillna("").astype(str)
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), "").astype(str)
             continue
         numeric = pd.to_numeric(frame[column], errors="coerce")
         if numeric.isna().any():
