@@ -322,7 +322,8 @@ def _run_facts() -> dict[str, Any]:
         "greenprof_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "platform": platform.platform(),
+        # Kernel version without the distribution's build suffix: enough to explain RAPL access.
+        "platform": f"{platform.system()} {platform.release().split('-')[0]} {platform.machine()}",
         "host": socket.gethostname(),
         "command": " ".join(sys.argv),
     }
