@@ -79,6 +79,7 @@ class HookRecorder:
         self.inconsistencies = 0
         self.step_callback: Callable[[], None] | None = None
         self._ids: dict[int, int] = {}
+        self._root_names: dict[int, dict[str, int]] = {}
         self._depth = 0
         self._in_backward = False
         self._current_root = -1
@@ -200,7 +201,11 @@ class HookRecorder:
         return self._add_key(obj, KeyInfo(name, type(obj).__name__, self._current_root))
 
     def _register_root(self, root: torch.nn.Module) -> int:
-        root_key = len(self.keys)
+        # A model rebuilt every step (a loss module, a model made in a loop) takes over the keys
+        # of a dead one of the same class, so keys and columns stay O(modules), not O(steps).
+        reuse = self._dead_root_names(type(root).__name__)
+        root_key = reuse.get("", len(self.keys))
+        names: dict[str, int] = {}
         for name, sub in root.named_modules(remove_duplicate=True):
             existing = self._ids.get(id(sub))
             if existing is not None:
@@ -208,12 +213,32 @@ class HookRecorder:
                 old = self.keys[existing]
                 if old.root == existing or self.keys[old.root].root == existing:
                     old.name, old.root = name, root_key
+                names[name] = existing
                 continue
-            self._add_key(sub, KeyInfo(name, type(sub).__name__, root_key))
+            key = reuse.get(name)
+            if key is not None and self.keys[key].type_name == type(sub).__name__:
+                self._bind(sub, key)
+            else:
+                key = self._add_key(sub, KeyInfo(name, type(sub).__name__, root_key))
+            names[name] = key
+        self._root_names[root_key] = names
         return self._ids[id(root)]
 
+    def _dead_root_names(self, type_name: str) -> dict[str, int]:
+        for root_key, names in self._root_names.items():
+            info = self.keys[root_key]
+            if info.type_name == type_name and info.alive is not None and info.alive() is None:
+                del self._root_names[root_key]
+                return names
+        return {}
+
     def _add_key(self, obj: Any, info: KeyInfo) -> int:
-        key = len(self.keys)
+        self.keys.append(info)
+        key = len(self.keys) - 1
+        self._bind(obj, key)
+        return key
+
+    def _bind(self, obj: Any, key: int) -> None:
         object_id = id(obj)
         ids = self._ids
 
@@ -223,12 +248,10 @@ class HookRecorder:
                 del ids[object_id]
 
         try:
-            info.alive = weakref.ref(obj, forget)
+            self.keys[key].alive = weakref.ref(obj, forget)
         except TypeError:  # not weak-referenceable; keep the key for the session's lifetime
-            info.alive = None
-        self.keys.append(info)
+            self.keys[key].alive = None
         ids[object_id] = key
-        return key
 
     def _stack_name(self) -> str:
         return self.keys[self._stack_keys[-1]].name if self._stack_keys else ""

@@ -187,3 +187,23 @@ def test_the_recorder_does_not_keep_models_alive():
         gc.collect()
         assert ref() is None
     assert rec.keys[0].name == ""
+
+
+def test_a_model_rebuilt_every_step_reuses_its_keys():
+    import gc
+
+    with HookRecorder() as rec:
+        for _ in range(5):
+            loss = nn.CrossEntropyLoss()
+            loss(torch.randn(2, 3), torch.tensor([0, 1]))
+            del loss
+            gc.collect()
+    assert len(rec.keys) == 1
+    assert names_of(rec, hooks.FWD_ENTER) == [""] * 5
+
+
+def test_two_live_models_of_one_class_keep_separate_keys():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    with HookRecorder() as rec:
+        b(a(torch.randn(1, 2)))
+    assert len(rec.keys) == 2
