@@ -3,7 +3,7 @@ import pytest
 from simulate import synthetic_run
 
 from greenprof import hooks
-from greenprof.attribution import POWER_FIT, TIME_SPLIT, SensorSeries, attribute, energy_windows
+from greenprof.attribution import POWER_FIT, TIME_SPLIT, SensorSeries, attribute
 from greenprof.timeline import Timeline
 
 
@@ -72,17 +72,6 @@ def test_layers_the_steps_cannot_resolve_are_listed_with_the_steps_needed():
     assert rel > 0.2 and needed > table.steps
     lo, hi = result.energy_lo_j[column], result.energy_hi_j[column]
     assert (hi - lo) / 2 > 0.2 * result.energy_j[column]
-
-
-def test_stepped_counter_windows_cut_at_midpoints_between_polls():
-    t = np.arange(0, 11) * 10
-    e = np.array([0, 0, 0, 5, 5, 5, 10, 10, 10, 15, 15], float)
-    windows = energy_windows(t, e, 0, 100)
-    np.testing.assert_allclose(windows.edge_lo_ns, [0, 20, 50, 80, 100])
-    np.testing.assert_allclose(windows.edge_hi_ns, [0, 30, 60, 90, 100])
-    np.testing.assert_allclose(windows.durations_s * 1e9, [25, 30, 30, 15])
-    assert windows.energy_j.sum() == pytest.approx(100 * 5 / 30)
-    assert windows.end_uncertainty_j > 0
 
 
 def test_a_failed_sensor_is_attributed_over_the_time_it_covered():
