@@ -6,9 +6,10 @@ Run by hand (not part of the test suite):
 
 For (a) a tiny BERT (2 layers, hidden 128, batch 4x32) and (b) a BERT-base-size model (12 layers,
 hidden 768, batch 4x32), it times training steps without profiling, under greenprof.profile() and
-under torch.profiler (CPU activities), interleaving the three in rounds so that drift in the
-machine's speed hits each equally, and prints the median step time of each and the ratios. The
-time greenprof spends after the block (attribution) is printed separately.
+under torch.profiler (CPU activities) and, for reference, with bare full module backward hooks
+(the costly alternative to greenprof's output-node hooks). The variants are interleaved in rounds
+so that drift in the machine's speed hits each equally; it prints the median step time of each and
+the ratios. The time greenprof spends after the block (attribution) is printed separately.
 """
 
 from __future__ import annotations
@@ -54,13 +55,41 @@ def torch_profiler():
     return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
 
 
+@contextlib.contextmanager
+def full_backward_hooks():
+    """The way greenprof avoids: full backward hooks on every module, timestamps only."""
+    from torch.nn.modules import module as nn_module
+
+    events: list[tuple[int, int]] = []
+
+    def stamp(*_args):
+        events.append((time.perf_counter_ns(), 0))
+
+    handles = [
+        nn_module.register_module_forward_pre_hook(stamp),
+        nn_module.register_module_forward_hook(stamp),
+        nn_module.register_module_full_backward_pre_hook(stamp),
+        nn_module.register_module_full_backward_hook(stamp),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def measure(name: str, layers: int, hidden: int, steps: int, rounds: int) -> None:
     model = make_model(layers, hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = torch.randint(0, 30522, (4, 32))
     labels = torch.randint(0, 2, (4,))
     step_times(model, optimizer, batch, labels, 3)  # warm up allocator and kernels
-    results: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
+    results: dict[str, list[float]] = {
+        "plain": [],
+        "greenprof": [],
+        "torch.profiler": [],
+        "full bwd hooks": [],
+    }
     attribution_s = []
     for _ in range(rounds):
         results["plain"] += step_times(model, optimizer, batch, labels, steps)
@@ -71,6 +100,8 @@ def measure(name: str, layers: int, hidden: int, steps: int, rounds: int) -> Non
         attribution_s.append(time.perf_counter() - t_exit)
         with torch_profiler():
             results["torch.profiler"] += step_times(model, optimizer, batch, labels, steps)
+        with full_backward_hooks():
+            results["full bwd hooks"] += step_times(model, optimizer, batch, labels, steps)
     base = statistics.median(results["plain"])
     print(f"\n({name}) {layers} layers, hidden {hidden}, batch 4x32, {rounds}x{steps} steps each")
     for label, times in results.items():
