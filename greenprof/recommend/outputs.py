@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,3 +28,24 @@ def main_tensor(output: Any) -> torch.Tensor:
             except TypeError:
                 continue
     raise TypeError(f"cannot find a tensor in a model output of type {type(output).__name__}")
+
+
+def map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply ``fn`` to every tensor inside tuples, lists and dicts; leave everything else.
+
+    Plain containers are rebuilt; dict subclasses (such as transformers' ``ModelOutput``) are
+    updated in place so that they keep their type and attributes.
+    """
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if type(value) is dict:
+        return {key: map_tensors(item, fn) for key, item in value.items()}
+    if isinstance(value, dict):
+        for key in list(value.keys()):
+            value[key] = map_tensors(value[key], fn)
+        return value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(map_tensors(v, fn) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(map_tensors(v, fn) for v in value)
+    return value

@@ -16,6 +16,7 @@ from torch import nn
 
 from greenprof.recommend.actions.base import ActionContext, ActionError, ActionSpec, check_targets
 from greenprof.recommend.actions.modules import get_module
+from greenprof.recommend.outputs import map_tensors
 
 
 @functools.cache
@@ -68,21 +69,7 @@ def _outputs_to_float32(module: nn.Module, args: tuple[Any, ...], output: Any) -
 
 
 def _cast(value: Any, dtype: torch.dtype) -> Any:
-    """Cast every floating tensor inside tuples, lists and dicts; leave everything else."""
-    if isinstance(value, torch.Tensor):
-        return value.to(dtype) if value.is_floating_point() else value
-    if type(value) is dict:
-        return {key: _cast(item, dtype) for key, item in value.items()}
-    if isinstance(value, dict):
-        # Outputs such as transformers' ModelOutput: updated in place to keep type and attributes.
-        for key in list(value.keys()):
-            value[key] = _cast(value[key], dtype)
-        return value
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_cast(v, dtype) for v in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_cast(v, dtype) for v in value)
-    return value
+    return map_tensors(value, lambda t: t.to(dtype) if t.is_floating_point() else t)
 
 
 SPEC = ActionSpec(name="bf16", apply=apply)

@@ -125,8 +125,9 @@ def distill(
     finally:
         student.train(was_training)
         teacher.train(teacher_was_training)
-    logger.debug("distilled %s steps, last loss %s", steps, float(loss))
-    return float(loss)
+    last = float(loss.detach())
+    logger.debug("distilled %s steps, last loss %s", steps, last)
+    return last
 
 
 def _kd_loss(output: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
