@@ -28,11 +28,12 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--baseline-step", type=int, default=1_000)
+    parser.add_argument("--baseline-step", type=int, default=1_000, help="also the report period")
+    parser.add_argument("--vocab", type=int, default=30522, help="smaller runs faster")
     args = parser.parse_args()
-    model = make_model(2, 128)
+    model = make_model(2, 128, vocab=args.vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = torch.randint(0, 30522, (4, 32))
+    batch = torch.randint(0, args.vocab, (4, 32))
     labels = torch.randint(0, 2, (4,))
     baseline = None
     t0 = time.perf_counter()
@@ -43,9 +44,13 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             if step == args.baseline_step:
                 baseline = rss_mb()
-                print(f"step {step}: RSS {baseline:.1f} MB ({time.perf_counter() - t0:.0f} s)")
+            if step % args.baseline_step == 0:
+                print(
+                    f"step {step}: RSS {rss_mb():.1f} MB ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
         end = rss_mb()
-    print(f"step {args.steps}: RSS {end:.1f} MB ({time.perf_counter() - t0:.0f} s)")
+    print(f"end: RSS {end:.1f} MB ({time.perf_counter() - t0:.0f} s)")
     if baseline is not None:
         print(f"growth after step {args.baseline_step}: {end - baseline:+.1f} MB")
     print(f"after attribution: RSS {rss_mb():.1f} MB; steps recorded {prof.session.meta['steps']}")

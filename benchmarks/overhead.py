@@ -25,9 +25,11 @@ import transformers
 import greenprof
 
 
-def make_model(layers: int, hidden: int) -> transformers.BertForSequenceClassification:
+def make_model(
+    layers: int, hidden: int, vocab: int = 30522
+) -> transformers.BertForSequenceClassification:
     config = transformers.BertConfig(
-        vocab_size=30522,
+        vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=max(2, hidden // 64),

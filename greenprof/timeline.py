@@ -69,6 +69,8 @@ class Timeline:
         bin_ns: initial width of a time bin; a tenth of the sampling interval keeps the power fit
             sharp (coarser bins blur which layer ran on which side of a counter update).
         max_bins: bins kept before adjacent bins are merged (memory bound).
+        max_cells: stored (bin, column) cells before bins are merged (memory bound: 16 bytes
+            a cell).
         trace_steps: steps whose individual spans are kept.
         max_trace_spans: hard cap on kept spans.
     """
@@ -79,12 +81,14 @@ class Timeline:
         bin_ns: int,
         *,
         max_bins: int = 32768,
+        max_cells: int = 500_000,
         trace_steps: int = 20,
         max_trace_spans: int = 200_000,
     ) -> None:
         self.t_start_ns = t_start_ns
         self.bin_ns = max(1, int(bin_ns))
         self.max_bins = max_bins
+        self.max_cells = max_cells
         self.trace_steps = trace_steps
         self.max_trace_spans = max_trace_spans
         self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
@@ -97,8 +101,8 @@ class Timeline:
         self._pending_bins: list[int] = []
         self._pending_cols: list[int] = []
         self._pending_ns: list[int] = []
-        self._bin_index = np.zeros(0, np.int64)
-        self._bin_column = np.zeros(0, np.int64)
+        self._bin_index = np.zeros(0, np.int32)
+        self._bin_column = np.zeros(0, np.int32)
         self._bin_self_ns = np.zeros(0, np.float64)
         self._max_bin_seen = 0
         self.trace: list[tuple[int, int, int, int]] = []
@@ -240,8 +244,24 @@ class Timeline:
             # Merge adjacent bins: totals are unchanged, only the time resolution halves.
             index //= 2
             self.bin_ns *= 2
-        cell = index * (len(self.columns) + 1) + column
-        unique, inverse = np.unique(cell, return_inverse=True)
-        self._bin_self_ns = np.bincount(inverse, weights=self_ns, minlength=len(unique))
-        self._bin_index = unique // (len(self.columns) + 1)
-        self._bin_column = unique % (len(self.columns) + 1)
+        index, column, self_ns = _sum_cells(index, column, self_ns)
+        while len(index) > self.max_cells:
+            # Wide bins hold many columns each: bound the cells, not only the bins.
+            index //= 2
+            self.bin_ns *= 2
+            index, column, self_ns = _sum_cells(index, column, self_ns)
+        self._bin_index = index.astype(np.int32)
+        self._bin_column = column.astype(np.int32)
+        self._bin_self_ns = self_ns
+
+
+def _sum_cells(
+    index: np.ndarray, column: np.ndarray, self_ns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add up the time of cells that share a (bin, column)."""
+    index = index.astype(np.int64)
+    column = column.astype(np.int64)
+    width = int(column.max()) + 1 if len(column) else 1
+    unique, inverse = np.unique(index * width + column, return_inverse=True)
+    summed = np.bincount(inverse, weights=self_ns, minlength=len(unique))
+    return unique // width, unique % width, summed

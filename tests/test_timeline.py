@@ -85,3 +85,18 @@ def test_trace_keeps_only_the_first_steps():
     assert len(table.trace) == 3
     assert table.trace[0] == (1, 0, 5, 0)
     assert table.calls[1] == 10
+
+
+def test_cells_are_bounded_when_every_bin_holds_many_columns():
+    tl = Timeline(0, 10, max_bins=1000, max_cells=200)
+    events = []
+    t = 0
+    for _step in range(200):
+        for key in range(20):
+            events += [(t, F0, key), (t + 5, F1, key)]
+            t += 5
+    tl.feed(events)
+    table = tl.finish(t)
+    assert len(table.bin_index) <= 200
+    per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
+    np.testing.assert_allclose(per_column, table.self_ns)
