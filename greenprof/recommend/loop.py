@@ -264,25 +264,29 @@ def _try(
         params=params,
         expected_saving_j=candidate.expected_saving_j,
         expected_risk=candidate.expected_risk,
-        energy_before_j=before.energy_j,
-        energy_before_lo_j=before.energy_lo_j,
-        energy_before_hi_j=before.energy_hi_j,
         metric_before=state.metric,
         distill_steps=distill_steps,
+        **_energy_fields("before", before),
     )
     trial = copy.deepcopy(state.model)
     try:
         get_action(candidate.action).apply(trial, candidate.targets, context, **params)
         if distill_steps:
-            distill(trial, state.model, context.calls, steps=distill_steps, **distill_options)
+            distill(
+                trial,
+                state.model,
+                context.calls,
+                steps=distill_steps,
+                exclude=context.exclude,
+                **distill_options,
+            )
         after = measured(trial)
     except Exception as exc:  # noqa: BLE001 - any failure rejects this change, not the loop
         step.reason = f"could not apply: {type(exc).__name__}: {exc}"
         step.seconds = time.perf_counter() - started
         return step, None
-    step.energy_after_j = after.energy_j
-    step.energy_after_lo_j = after.energy_lo_j
-    step.energy_after_hi_j = after.energy_hi_j
+    for name, value in _energy_fields("after", after).items():
+        setattr(step, name, value)
     try:
         step.metric_after = float(evaluate(trial))
     except Exception as exc:
@@ -330,16 +334,21 @@ def _result(
         after=after.session,
         metric_before=metric_0,
         metric_after=state.metric,
-        energy_before_j=before.energy_j,
-        energy_before_lo_j=before.energy_lo_j,
-        energy_before_hi_j=before.energy_hi_j,
-        energy_after_j=after.energy_j,
-        energy_after_lo_j=after.energy_lo_j,
-        energy_after_hi_j=after.energy_hi_j,
+        **_energy_fields("before", before),
+        **_energy_fields("after", after),
         higher_is_better=judge.higher_is_better,
         allowed_drop=judge.allowed,
         meta={"repeats_before": before.repeats, "repeats_after": after.repeats},
     )
+
+
+def _energy_fields(side: str, measurement: Measurement) -> dict[str, float]:
+    """``energy_{side}_j`` and its interval, as :class:`Step` and the result name them."""
+    return {
+        f"energy_{side}_j": measurement.energy_j,
+        f"energy_{side}_lo_j": measurement.energy_lo_j,
+        f"energy_{side}_hi_j": measurement.energy_hi_j,
+    }
 
 
 def _progress_bar(total: int, enabled: bool | None) -> Any:

@@ -15,6 +15,16 @@ for noisy in ("transformers", "torchao"):
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models gain nothing from a second thread, and on a busy machine a parallel kernel
+    # waits for a descheduled peer: one thread keeps these tests fast and steady.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

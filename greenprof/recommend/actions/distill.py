@@ -22,6 +22,7 @@ from greenprof.recommend.actions.base import (
     ActionSpec,
     ModelCall,
     check_targets,
+    is_excluded,
 )
 from greenprof.recommend.actions.modules import get_module
 from greenprof.recommend.outputs import main_tensor
@@ -80,6 +81,7 @@ def distill(
     steps: int,
     temperature: float = 2.0,
     lr: float = 3e-4,
+    exclude: Sequence[str] = (),
 ) -> float:
     """Train ``student`` for ``steps`` steps to match ``teacher``'s softened outputs.
 
@@ -90,6 +92,7 @@ def distill(
         steps: optimizer steps; 0 does nothing.
         temperature: softmax temperature; higher shares more of the teacher's ranking.
         lr: AdamW learning rate.
+        exclude: module names whose parameters (and those below them) stay frozen.
 
     Returns:
         The last step's distillation loss (0.0 when ``steps`` is 0).
@@ -102,7 +105,11 @@ def distill(
         return 0.0
     if not calls:
         raise ActionError("no captured model calls to distill on")
-    params = [p for p in student.parameters() if p.is_floating_point() and p.requires_grad]
+    params = [
+        p
+        for name, p in student.named_parameters()
+        if p.is_floating_point() and p.requires_grad and not is_excluded(name, exclude)
+    ]
     if not params:
         raise ActionError("the model has no trainable float parameters to distill into")
     optimizer = torch.optim.AdamW(params, lr=lr)
