@@ -195,10 +195,18 @@ class HookRecorder:
             return self._add_key(obj, info)
         if self._depth == 0:
             return self._register_root(obj)
-        # Called inside another module but not part of its tree: built or attached at run time.
+        # Called inside another module but not part of its tree: built or attached at run time
+        # (e.g. a loss module made in every forward). One key per name, however many objects.
         parent = self._stack_name()
         name = f"{parent}.{type(obj).__name__}" if parent else type(obj).__name__
-        return self._add_key(obj, KeyInfo(name, type(obj).__name__, self._current_root))
+        names = self._root_names.setdefault(self._current_root, {})
+        key = names.get(name)
+        if key is not None and self.keys[key].type_name == type(obj).__name__:
+            self._bind(obj, key)
+            return key
+        key = self._add_key(obj, KeyInfo(name, type(obj).__name__, self._current_root))
+        names[name] = key
+        return key
 
     def _register_root(self, root: torch.nn.Module) -> int:
         # A model rebuilt every step (a loss module, a model made in a loop) takes over the keys

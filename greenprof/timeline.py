@@ -101,10 +101,11 @@ class Timeline:
         self._pending_bins: list[int] = []
         self._pending_cols: list[int] = []
         self._pending_ns: list[int] = []
-        self._bin_index = np.zeros(0, np.int32)
-        self._bin_column = np.zeros(0, np.int32)
-        self._bin_self_ns = np.zeros(0, np.float64)
-        self._max_bin_seen = 0
+        # Cells of bins that can no longer change, in chunks (one per flush), and the open tail.
+        # Flushing then sorts only what is new: no large temporaries on a long run.
+        self._frozen: list[_Cells] = []
+        self._frozen_cells = 0
+        self._tail = _Cells.empty()
         self.trace: list[tuple[int, int, int, int]] = []
         self.optimizer_steps = 0
         self.root_calls = 0
@@ -149,6 +150,7 @@ class Timeline:
             self._close(entry, t_end_ns)
         self._stack = []
         self._flush_bins()
+        cells = _Cells.join([*self._frozen, self._tail])
         return TimeTable(
             columns=list(self.columns),
             calls=np.asarray(self._calls, np.int64),
@@ -156,9 +158,9 @@ class Timeline:
             t_start_ns=self.t_start_ns,
             t_end_ns=t_end_ns,
             bin_ns=self.bin_ns,
-            bin_index=self._bin_index.copy(),
-            bin_column=self._bin_column.copy(),
-            bin_self_ns=self._bin_self_ns.copy(),
+            bin_index=cells.index,
+            bin_column=cells.column,
+            bin_self_ns=cells.self_ns,
             trace=list(self.trace),
             steps=self.steps,
             inconsistencies=self.inconsistencies,
@@ -236,32 +238,67 @@ class Timeline:
     def _flush_bins(self) -> None:
         if not self._pending_bins:
             return
-        index = np.concatenate([self._bin_index, np.asarray(self._pending_bins, np.int64)])
-        column = np.concatenate([self._bin_column, np.asarray(self._pending_cols, np.int64)])
-        self_ns = np.concatenate([self._bin_self_ns, np.asarray(self._pending_ns, np.float64)])
+        new = _Cells(
+            np.asarray(self._pending_bins, np.int64),
+            np.asarray(self._pending_cols, np.int64),
+            np.asarray(self._pending_ns, np.float64),
+        )
         self._pending_bins, self._pending_cols, self._pending_ns = [], [], []
-        while int(index.max()) >= self.max_bins:
-            # Merge adjacent bins: totals are unchanged, only the time resolution halves.
-            index //= 2
+        tail = _Cells.join([self._tail, new]).summed()
+        if tail.max_bin() >= self.max_bins or self._frozen_cells + len(tail) > self.max_cells:
+            tail = self._merge(_Cells.join([*self._frozen, tail]))
+            self._frozen, self._frozen_cells = [], 0
+        # Time only moves forward: every bin before the newest one is final.
+        done = tail.index < tail.max_bin()
+        if done.any():
+            self._frozen.append(tail.select(done))
+            self._frozen_cells += int(done.sum())
+        self._tail = tail.select(~done)
+
+    def _merge(self, cells: _Cells) -> _Cells:
+        """Halve the time resolution until bins and cells are within their bounds."""
+        # Merging adjacent bins leaves every total unchanged; only the resolution halves.
+        while cells.max_bin() >= self.max_bins or len(cells) > self.max_cells:
+            cells = _Cells(cells.index // 2, cells.column, cells.self_ns).summed()
             self.bin_ns *= 2
-        index, column, self_ns = _sum_cells(index, column, self_ns)
-        while len(index) > self.max_cells:
-            # Wide bins hold many columns each: bound the cells, not only the bins.
-            index //= 2
-            self.bin_ns *= 2
-            index, column, self_ns = _sum_cells(index, column, self_ns)
-        self._bin_index = index.astype(np.int32)
-        self._bin_column = column.astype(np.int32)
-        self._bin_self_ns = self_ns
+        return cells
 
 
-def _sum_cells(
-    index: np.ndarray, column: np.ndarray, self_ns: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Add up the time of cells that share a (bin, column)."""
-    index = index.astype(np.int64)
-    column = column.astype(np.int64)
-    width = int(column.max()) + 1 if len(column) else 1
-    unique, inverse = np.unique(index * width + column, return_inverse=True)
-    summed = np.bincount(inverse, weights=self_ns, minlength=len(unique))
-    return unique // width, unique % width, summed
+@dataclass
+class _Cells:
+    """Self time per (bin, column) cell."""
+
+    index: np.ndarray
+    column: np.ndarray
+    self_ns: np.ndarray
+
+    @staticmethod
+    def empty() -> _Cells:
+        return _Cells(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64))
+
+    @staticmethod
+    def join(parts: list[_Cells]) -> _Cells:
+        return _Cells(
+            np.concatenate([p.index for p in parts]).astype(np.int32),
+            np.concatenate([p.column for p in parts]).astype(np.int32),
+            np.concatenate([p.self_ns for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def max_bin(self) -> int:
+        return int(self.index.max()) if len(self.index) else -1
+
+    def select(self, mask: np.ndarray) -> _Cells:
+        return _Cells(self.index[mask], self.column[mask], self.self_ns[mask])
+
+    def summed(self) -> _Cells:
+        """Add up the time of cells that share a (bin, column)."""
+        if not len(self):
+            return self
+        index = self.index.astype(np.int64)
+        width = int(self.column.max()) + 1
+        unique, inverse = np.unique(index * width + self.column, return_inverse=True)
+        total = np.bincount(inverse, weights=self.self_ns, minlength=len(unique))
+        return _Cells((unique // width).astype(np.int32), (unique % width).astype(np.int32), total)

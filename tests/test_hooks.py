@@ -207,3 +207,19 @@ def test_two_live_models_of_one_class_keep_separate_keys():
     with HookRecorder() as rec:
         b(a(torch.randn(1, 2)))
     assert len(rec.keys) == 2
+
+
+def test_a_module_built_inside_every_forward_keeps_one_key():
+    class WithLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return nn.CrossEntropyLoss()(self.lin(x), torch.tensor([0]))
+
+    model = WithLoss()
+    with HookRecorder() as rec:
+        for _ in range(4):
+            model(torch.randn(1, 3))
+    assert [info.name for info in rec.keys] == ["", "lin", "CrossEntropyLoss"]
