@@ -163,7 +163,9 @@ def optimize(
                 logger.info("greenprof optimize: %s %s: %s", step.label, params, step.reason)
                 if trial is not None:
                     trials.append((step, trial))
-            _keep_best(trials, state)
+            if _keep_best(trials, state):
+                # The model changed: the same change may pay again (another block, more heads).
+                tried.discard(candidate.key)
             trials = []
             if directory is not None:
                 write_history(directory, {"history": [vars(s) for s in history]})
@@ -311,6 +313,7 @@ def _keep_best(trials: list[tuple[Step, tuple[nn.Module, Measurement]]], state: 
     state.model, state.measurement = model, after
     assert best_step.metric_after is not None
     state.metric = best_step.metric_after
+    return True
 
 
 def _result(

@@ -76,14 +76,14 @@ def recommend(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _linear_layers(facts: LayerFacts) -> list[str]:
-    """Linear-like float32 layers that ran (from the model), or layers typed so (without one)."""
+def _linear_layers(facts: LayerFacts, dtype: torch.dtype | None = None) -> list[str]:
+    """Linear-like float layers that ran (of ``dtype`` if given), or layers typed so (no model)."""
     if not facts.has_model:
         return [n for n, t in facts.types.items() if t in ("Linear", "Conv1D") and facts.usable(n)]
     return [
         name
         for name, module in facts.modules.items()
-        if is_linear_like(module) and is_float_weight(module, torch.float32) and facts.usable(name)
+        if is_linear_like(module) and is_float_weight(module, dtype) and facts.usable(name)
     ]
 
 
@@ -104,7 +104,7 @@ def _shares(count: int, what: str) -> str:
 @rule
 def int8_dynamic(facts: LayerFacts) -> Iterable[Candidate]:
     """int8 dynamic quantization of the linear layers: ~2x fewer joules where int8 kernels win."""
-    layers = _linear_layers(facts)
+    layers = _linear_layers(facts, torch.float32)
     if facts.has_model:
         layers = [n for n in layers if _weights(facts.modules[n]) >= MIN_INT8_WEIGHTS]
         note = "torchao and quantize_dynamic are both tried; re-profiling keeps the cheaper"

@@ -173,3 +173,11 @@ def test_lossy_change_is_distilled_and_recorded(blocks, tokens):
     (step,) = result.history
     assert step.distill_steps == 3 and step.accepted
     assert len(result.model.blocks) == 2 and len(blocks.blocks) == 3
+
+
+def test_a_kept_change_may_be_applied_again(blocks, tokens):
+    result = run(blocks, tokens, budget=2, actions=["prune_ffn"], distill_steps=0)
+    first, second = result.history
+    assert first.accepted and second.accepted
+    assert (first.targets, first.params) == (second.targets, second.params)
+    assert result.model.blocks[0][0].out_features == 72  # 128 -> 96 -> 72
