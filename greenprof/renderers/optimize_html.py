@@ -157,6 +157,10 @@ def energy_metric_figure(result: OptimizeResult) -> Figure:
             xytext=(3, 3),
             textcoords="offset points",
         )
+    kept = [(result.energy_before_j, result.metric_before)] + [
+        (s.energy_after_j, s.metric_after) for s in result.history if s.accepted
+    ]
+    axes.plot(*zip(*kept, strict=True), color=KEPT_COLOR, linewidth=1, alpha=0.6, label="kept path")
     limit = result.metric_before + (
         -result.allowed_drop if result.higher_is_better else result.allowed_drop
     )
@@ -166,7 +170,7 @@ def energy_metric_figure(result: OptimizeResult) -> Figure:
     axes.set_ylabel(
         "metric" + (" (higher is better)" if result.higher_is_better else " (lower is better)")
     )
-    axes.legend(loc="best", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     axes.grid(alpha=0.3)
     return figure
 
@@ -216,7 +220,7 @@ def _step_row(step: Step) -> str:
         _num_cell(saving, _maybe(saving, format_share)),
         _num_cell(metric, _maybe(metric, lambda v: f"{v:.4g}")),
         _text_cell("yes" if step.accepted else "no"),
-        _text_cell(step.reason),
+        f"<td style='min-width:22em'>{_e(step.reason)}</td>",
         _num_cell(step.seconds, f"{step.seconds:.1f}"),
     ]
     style = f" style='color:{KEPT_COLOR};font-weight:600'" if step.accepted else ""
