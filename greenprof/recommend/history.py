@@ -154,8 +154,9 @@ class OptimizeResult:
             f"energy per workload call: {before} -> {after} {unit}",
             f"saved {self.saving:.1%} ({self.saving_lo:.1%} to {self.saving_hi:.1%});"
             f" metric {self.metric_before:.4g} -> {self.metric_after:.4g}",
-            f"{len(self.history)} changes tried, {len(self.accepted)} kept"
-            + "".join(f"\n  kept: {s.label} {_params(s.params)}" for s in self.accepted),
+            f"{len(self.history)} change{'' if len(self.history) == 1 else 's'} tried, "
+            f"{len(self.accepted)} kept"
+            + "".join(f"\n  kept: {s.label}{_params(s.params)}" for s in self.accepted),
             f"stopped: {self.stopped}",
         ]
         return "\n".join(lines)
@@ -199,4 +200,4 @@ def _interval(value: float, lo: float, hi: float) -> str:
 
 
 def _params(params: dict[str, Any]) -> str:
-    return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""
+    return " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""

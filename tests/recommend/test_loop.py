@@ -53,6 +53,8 @@ def test_keeps_a_change_that_saves_and_leaves_the_caller_model_alone(blocks, tok
     assert result.energy_after_j < result.energy_before_j
     assert result.after.total_energy_j < result.before.total_energy_j
     assert result.metric_before == result.metric_after == 1.0
+    summary = result.summary()
+    assert "1 change tried, 1 kept" in summary and "estimated" not in summary
 
 
 def test_int8_tries_both_backends_and_keeps_the_cheaper(blocks, tokens):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from importlib.util import find_spec
 
 from torch import nn
 
@@ -18,7 +19,8 @@ from greenprof.recommend.actions.modules import as_linear, is_float_weight
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torchao", "legacy")
+#: The legacy path is offered only while its module exists (it is meant to be deleted one day).
+BACKENDS = ("torchao", "legacy") if find_spec(f"{__package__}.legacy_quantize") else ("torchao",)
 
 
 def apply(
