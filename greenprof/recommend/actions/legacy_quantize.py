@@ -19,6 +19,7 @@ def quantize(model: nn.Module, names: list[str]) -> None:
         # The deprecation warning is the reason this path is optional, not news to the user.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions")
         torch.ao.quantization.quantize_dynamic(
             model, {name: qconfig for name in names}, dtype=torch.qint8, inplace=True
         )
