@@ -29,6 +29,8 @@ from greenprof.clock import now_ns
 from greenprof.cuda_clock import CudaClock, cuda_in_use
 from greenprof.errors import ProfilerError
 
+_grad_enabled = torch.is_grad_enabled
+
 logger = logging.getLogger(__name__)
 
 FWD_ENTER = 0
@@ -39,8 +41,8 @@ OPT_ENTER = 4
 OPT_EXIT = 5
 BWD_PASS_END = 6
 
-#: Key of the grad_fn metadata entry that lists the modules whose backward starts at that node.
-_METADATA_KEY = "greenprof.modules"
+#: Key of the grad_fn metadata entry holding greenprof's one pre-hook on that node.
+_METADATA_KEY = "greenprof.hook"
 
 _active_lock = threading.Lock()
 _active: HookRecorder | None = None
@@ -80,7 +82,6 @@ class HookRecorder:
         self.step_callback: Callable[[], None] | None = None
         self._ids: dict[int, int] = {}
         self._root_names: dict[int, dict[str, int]] = {}
-        self._depth = 0
         self._in_backward = False
         self._current_root = -1
         self._stack_keys: list[int] = []
@@ -193,7 +194,7 @@ class HookRecorder:
             suffix = f"#{same_type + 1}" if same_type else ""
             info = KeyInfo(f"optimizer:{type(obj).__name__}{suffix}", type(obj).__name__, -1, True)
             return self._add_key(obj, info)
-        if self._depth == 0:
+        if not self._stack_keys:
             return self._register_root(obj)
         # Called inside another module but not part of its tree: built or attached at run time
         # (e.g. a loss module made in every forward). One key per name, however many objects.
@@ -265,35 +266,45 @@ class HookRecorder:
         return self.keys[self._stack_keys[-1]].name if self._stack_keys else ""
 
     # ------------------------------------------------------------ hooks
+    # The hooks below run on every module call of the user's loop: they stay short, and append
+    # to the event list directly unless CUDA events are needed.
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
         try:
             key = self._ids.get(id(module))
             if key is None:
                 key = self._register(module)
-            if self._depth == 0:
-                self._current_root = self.keys[key].root
-                self._stack_keys = []
-                if self._in_backward:
-                    # The engine never ran our end-of-backward callback (the pass raised).
-                    self._in_backward = False
-                    self._emit(BWD_PASS_END, -1)
-            self._depth += 1
-            self._stack_keys.append(key)
-            self._emit(FWD_ENTER, key)
+            stack = self._stack_keys
+            if not stack:
+                self._enter_root(key)
+            stack.append(key)
+            if self.cuda is None:
+                self.events.append((self._clock(), FWD_ENTER, key))
+            else:
+                self._emit(FWD_ENTER, key)
         except Exception:  # never raise into the user's training loop
             self._fault("forward pre-hook")
+
+    def _enter_root(self, key: int) -> None:
+        self._current_root = self.keys[key].root
+        if self._in_backward:
+            # The engine never ran our end-of-backward callback (the pass raised).
+            self._in_backward = False
+            self._emit(BWD_PASS_END, -1)
 
     def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         try:
             t_ns = self._clock()
             key = self._ids.get(id(module), -1)
-            self._emit(FWD_EXIT, key, t_ns)
-            self._depth = max(0, self._depth - 1)
-            if self._stack_keys:
-                self._stack_keys.pop()
-            if key >= 0 and torch.is_grad_enabled():
+            if self.cuda is None:
+                self.events.append((t_ns, FWD_EXIT, key))
+            else:
+                self._emit(FWD_EXIT, key, t_ns)
+            stack = self._stack_keys
+            if stack:
+                stack.pop()
+            if key >= 0 and _grad_enabled():
                 self._hook_backward(key, args, output)
-            if self._depth == 0:
+            if not stack:
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
@@ -303,22 +314,30 @@ class HookRecorder:
         if out is None or out.grad_fn is None:
             return
         node = out.grad_fn
-        metadata = node.metadata
-        starting = metadata.get(_METADATA_KEY)
-        if starting is None:
-            starting = metadata[_METADATA_KEY] = []
-            node.register_prehook(_BackwardStart(self, starting))
-        starting.append(key)
+        self._node_hook(node).starts.append(key)
         inp = _first_grad_tensor(args)
-        if inp is None or inp is out:
-            # No input needs a gradient (or it was modified in place): backward ends with the
-            # output's node, which is exact for single-operation modules such as Embedding.
-            node.register_hook(_BackwardEnd(self, key))
-        else:
-            inp.register_hook(_BackwardEnd(self, key))
+        source = None if inp is None or inp is out else inp.grad_fn
+        if source is None:
+            # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
+            # or it was modified in place): backward ends with the output's node, exact for
+            # single-operation modules such as Embedding. Never hook a leaf: it outlives the
+            # step, and its hooks would pile up.
+            node.register_hook(_BackwardEnd(self, [key]))
+            return
+        # Backward ends when the node that made the input is about to run: in a chain that is
+        # the node where the previous module's backward starts, so one hook serves both.
+        self._node_hook(source).ends.append(key)
 
-    def _backward_start(self, keys: list[int]) -> None:
-        t_ns = self._clock()
+    def _node_hook(self, node: Any) -> _NodeHook:
+        """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
+        metadata = node.metadata
+        hook = metadata.get(_METADATA_KEY)
+        if hook is None:
+            hook = metadata[_METADATA_KEY] = _NodeHook(self)
+            node.register_prehook(hook)
+        return hook
+
+    def _backward_start(self, keys: list[int], t_ns: int) -> None:
         # Outermost module first, so that the innermost one ends up on top of the stack.
         for key in reversed(keys):
             self._emit(BWD_ENTER, key, t_ns)
@@ -358,8 +377,30 @@ class HookRecorder:
         logger.debug("greenprof: error in %s (ignored)", where, exc_info=True)
 
 
-class _BackwardStart:
-    """Pre-hook on an output's grad_fn: the listed modules' backward starts now."""
+class _NodeHook:
+    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start."""
+
+    __slots__ = ("recorder", "starts", "ends")
+
+    def __init__(self, recorder: HookRecorder) -> None:
+        self.recorder = recorder
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def __call__(self, grad_outputs: Any) -> None:
+        try:
+            recorder = self.recorder
+            t_ns = recorder._clock()
+            for key in self.ends:
+                recorder._emit(BWD_EXIT, key, t_ns)
+            if self.starts:
+                recorder._backward_start(self.starts, t_ns)
+        except Exception:
+            self.recorder._fault("backward hook")
+
+
+class _BackwardEnd:
+    """Hook where the listed modules' backward ends (their input's gradient is complete)."""
 
     __slots__ = ("recorder", "keys")
 
@@ -367,24 +408,11 @@ class _BackwardStart:
         self.recorder = recorder
         self.keys = keys
 
-    def __call__(self, grad_outputs: Any) -> None:
-        try:
-            self.recorder._backward_start(self.keys)
-        except Exception:
-            self.recorder._fault("backward start hook")
-
-
-class _BackwardEnd:
-    """Hook on an input's gradient (or an output node's completion): backward of ``key`` ends."""
-
-    __slots__ = ("recorder", "key")
-
-    def __init__(self, recorder: HookRecorder, key: int) -> None:
-        self.recorder = recorder
-        self.key = key
-
     def __call__(self, *grads: Any) -> None:
-        self.recorder._emit(BWD_EXIT, self.key)
+        recorder = self.recorder
+        t_ns = recorder._clock()
+        for key in self.keys:
+            recorder._emit(BWD_EXIT, key, t_ns)
 
 
 def _first_grad_tensor(value: Any) -> torch.Tensor | None:

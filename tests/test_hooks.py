@@ -223,3 +223,13 @@ def test_a_module_built_inside_every_forward_keeps_one_key():
         for _ in range(4):
             model(torch.randn(1, 3))
     assert [info.name for info in rec.keys] == ["", "lin", "CrossEntropyLoss"]
+
+
+def test_no_hook_is_left_on_a_leaf_input_between_steps():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    x = torch.randn(2, 3, requires_grad=True)
+    with HookRecorder() as rec:
+        for _ in range(3):
+            model(x).sum().backward()
+    assert not x._backward_hooks
+    assert set(names_of(rec, hooks.BWD_EXIT)) == {"", "0", "1"}
