@@ -13,11 +13,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from greenprof import hooks
+from greenprof.hooks import (
+    BWD_ENTER,
+    BWD_EXIT,
+    BWD_PASS_END,
+    FWD_ENTER,
+    FWD_EXIT,
+    OPT_ENTER,
+    OPT_EXIT,
+)
 
 FORWARD, BACKWARD, OPTIMIZER, OTHER = 0, 1, 2, 3
 PHASE_NAMES = ("forward", "backward", "optimizer", "other")
 OUTSIDE_KEY = -1
+_PHASE_OF = {
+    FWD_ENTER: FORWARD,
+    FWD_EXIT: FORWARD,
+    BWD_ENTER: BACKWARD,
+    BWD_EXIT: BACKWARD,
+    BWD_PASS_END: BACKWARD,
+    OPT_ENTER: OPTIMIZER,
+    OPT_EXIT: OPTIMIZER,
+}
 #: Column 0 is always time outside every module.
 OUTSIDE_COLUMN = 0
 
@@ -94,19 +111,18 @@ class Timeline:
         self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
         self._column_of: dict[tuple[int, int], int] = {(OUTSIDE_KEY, OTHER): OUTSIDE_COLUMN}
         self._calls: list[int] = [0]
-        self._self_ns: list[int] = [0]
+        self._self_ns = np.zeros(1, np.float64)
         # Stack entries: [key, phase, column, t_enter_ns]
         self._stack: list[list[int]] = []
         self._t_last = t_start_ns
-        self._pending_bins: list[int] = []
-        self._pending_cols: list[int] = []
-        self._pending_ns: list[int] = []
+        self._segments: list[tuple[int, int, int]] = []  # (t0, t1, column) of self time
         # Cells of bins that can no longer change, in chunks (one per flush), and the open tail.
         # Flushing then sorts only what is new: no large temporaries on a long run.
         self._frozen: list[_Cells] = []
         self._frozen_cells = 0
         self._tail = _Cells.empty()
         self.trace: list[tuple[int, int, int, int]] = []
+        self._tracing = trace_steps > 0 and max_trace_spans > 0
         self.optimizer_steps = 0
         self.root_calls = 0
         self.inconsistencies = 0
@@ -119,28 +135,50 @@ class Timeline:
 
     def feed(self, events: list[tuple[int, int, int]]) -> None:
         """Consume events in time order (as :class:`~greenprof.hooks.HookRecorder` records them)."""
+        # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
+        # for every hook event of the user's training. Segment arithmetic happens in numpy later.
+        segments = self._segments
+        stack = self._stack
+        column_of = self._column_of
+        calls = self._calls
+        trace = self.trace
+        t_last = self._t_last
         for t_ns, code, key in events:
-            self._advance(t_ns)
-            if code == hooks.FWD_ENTER:
-                self._push(key, FORWARD, t_ns)
-            elif code == hooks.FWD_EXIT:
-                self._pop_nested(key, FORWARD, t_ns)
-                if not self._stack:
-                    self.root_calls += 1
-            elif code == hooks.BWD_ENTER:
-                self._push(key, BACKWARD, t_ns)
-            elif code == hooks.BWD_EXIT:
+            if t_ns > t_last:
+                segments.append((t_last, t_ns, stack[-1][2] if stack else OUTSIDE_COLUMN))
+                t_last = t_ns
+            if code == FWD_ENTER or code == BWD_ENTER or code == OPT_ENTER:
+                phase = _PHASE_OF[code]
+                column = column_of.get((key, phase))
+                if column is None:
+                    column = self._column(key, phase)
+                calls[column] += 1
+                stack.append([key, phase, column, t_ns, len(stack)])
+                continue
+            phase = _PHASE_OF[code]
+            if stack and stack[-1][0] == key and stack[-1][1] == phase:
+                entry = stack.pop()
+                if self._tracing:
+                    trace.append((entry[2], entry[3], t_ns, entry[4]))
+            elif code == BWD_EXIT:
                 self._remove(key, BACKWARD, t_ns)
-            elif code == hooks.BWD_PASS_END:
-                for entry in [e for e in self._stack if e[1] == BACKWARD]:
+            elif code == BWD_PASS_END:
+                for entry in [e for e in stack if e[1] == BACKWARD]:
                     self._close(entry, t_ns)
-                self._stack = [e for e in self._stack if e[1] != BACKWARD]
-            elif code == hooks.OPT_ENTER:
-                self._push(key, OPTIMIZER, t_ns)
-            elif code == hooks.OPT_EXIT:
-                self._pop_nested(key, OPTIMIZER, t_ns)
+                stack[:] = [e for e in stack if e[1] != BACKWARD]
+            else:
+                self._pop_nested(key, phase, t_ns)
+            if code == FWD_EXIT and not stack:
+                self.root_calls += 1
+                self._tracing = self._trace_open()
+            elif code == OPT_EXIT:
                 self.optimizer_steps += 1
+                self._tracing = self._trace_open()
+        self._t_last = t_last
         self._flush_bins()
+
+    def _trace_open(self) -> bool:
+        return self.steps < self.trace_steps and len(self.trace) < self.max_trace_spans
 
     def finish(self, t_end_ns: int) -> TimeTable:
         """Close everything still open at ``t_end_ns`` and return the aggregated table."""
@@ -154,7 +192,7 @@ class Timeline:
         return TimeTable(
             columns=list(self.columns),
             calls=np.asarray(self._calls, np.int64),
-            self_ns=np.asarray(self._self_ns, np.float64),
+            self_ns=np.pad(self._self_ns, (0, len(self.columns) - len(self._self_ns))),
             t_start_ns=self.t_start_ns,
             t_end_ns=t_end_ns,
             bin_ns=self.bin_ns,
@@ -174,13 +212,7 @@ class Timeline:
             self._column_of[(key, phase)] = column
             self.columns.append((key, phase))
             self._calls.append(0)
-            self._self_ns.append(0)
         return column
-
-    def _push(self, key: int, phase: int, t_ns: int) -> None:
-        column = self._column(key, phase)
-        self._calls[column] += 1
-        self._stack.append([key, phase, column, t_ns, len(self._stack)])
 
     def _pop_nested(self, key: int, phase: int, t_ns: int) -> None:
         """Pop ``key`` and whatever a raised exception left open above it."""
@@ -193,7 +225,9 @@ class Timeline:
                         self._close(above, t_ns)
                 self._close(entry, t_ns)
                 # Backward entries above belong to another pass; keep them.
-                self._stack = self._stack[:i] + [e for e in self._stack[i + 1 :] if e[1] != phase]
+                self._stack[:] = self._stack[:i] + [
+                    e for e in self._stack[i + 1 :] if e[1] != phase
+                ]
                 return
         self.inconsistencies += 1
 
@@ -208,42 +242,27 @@ class Timeline:
         # A module whose backward never started (its output got no gradient): nothing to close.
 
     def _close(self, entry: list[int], t_ns: int) -> None:
-        if self.steps < self.trace_steps and len(self.trace) < self.max_trace_spans:
+        if self._tracing:
             self.trace.append((entry[2], entry[3], t_ns, entry[4]))
 
     # ------------------------------------------------------------ self time
     def _advance(self, t_ns: int) -> None:
-        t_last = self._t_last
-        if t_ns <= t_last:
-            return
-        column = self._stack[-1][2] if self._stack else OUTSIDE_COLUMN
-        self._self_ns[column] += t_ns - t_last
-        width = self.bin_ns
-        first = (t_last - self.t_start_ns) // width
-        last = (t_ns - 1 - self.t_start_ns) // width
-        if first == last:
-            self._pending_bins.append(first)
-            self._pending_cols.append(column)
-            self._pending_ns.append(t_ns - t_last)
-        else:
-            start = t_last
-            for b in range(first, last + 1):
-                end = min(t_ns, self.t_start_ns + (b + 1) * width)
-                self._pending_bins.append(b)
-                self._pending_cols.append(column)
-                self._pending_ns.append(end - start)
-                start = end
-        self._t_last = t_ns
+        if t_ns > self._t_last:
+            column = self._stack[-1][2] if self._stack else OUTSIDE_COLUMN
+            self._segments.append((self._t_last, t_ns, column))
+            self._t_last = t_ns
 
     def _flush_bins(self) -> None:
-        if not self._pending_bins:
+        if not self._segments:
             return
-        new = _Cells(
-            np.asarray(self._pending_bins, np.int64),
-            np.asarray(self._pending_cols, np.int64),
-            np.asarray(self._pending_ns, np.float64),
-        )
-        self._pending_bins, self._pending_cols, self._pending_ns = [], [], []
+        segments = np.asarray(self._segments, np.int64).reshape(-1, 3)
+        self._segments = []
+        start, end, column = segments[:, 0], segments[:, 1], segments[:, 2]
+        per_column = np.bincount(column, weights=end - start, minlength=len(self.columns))
+        grown = np.zeros(len(per_column))
+        grown[: len(self._self_ns)] = self._self_ns
+        self._self_ns = grown + per_column
+        new = self._cut_into_bins(start, end, column)
         tail = _Cells.join([self._tail, new]).summed()
         if tail.max_bin() >= self.max_bins or self._frozen_cells + len(tail) > self.max_cells:
             tail = self._merge(_Cells.join([*self._frozen, tail]))
@@ -254,6 +273,20 @@ class Timeline:
             self._frozen.append(tail.select(done))
             self._frozen_cells += int(done.sum())
         self._tail = tail.select(~done)
+
+    def _cut_into_bins(self, start: np.ndarray, end: np.ndarray, column: np.ndarray) -> _Cells:
+        """Cells of self time from segments, each cut at the bin edges it crosses."""
+        width = self.bin_ns
+        first = (start - self.t_start_ns) // width
+        last = (end - 1 - self.t_start_ns) // width
+        pieces = last - first + 1
+        segment = np.repeat(np.arange(len(start)), pieces)
+        offset = np.arange(len(segment)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        index = first[segment] + offset
+        bin_start = self.t_start_ns + index * width
+        piece_start = np.maximum(start[segment], bin_start)
+        piece_end = np.minimum(end[segment], bin_start + width)
+        return _Cells(index, column[segment], (piece_end - piece_start).astype(np.float64))
 
     def _merge(self, cells: _Cells) -> _Cells:
         """Halve the time resolution until bins and cells are within their bounds."""
