@@ -114,8 +114,16 @@ def errors(session_layers, truth: dict[str, float]) -> tuple[float, float, float
     )
 
 
-def run_case(model_name: str, kind: str, update_s: tuple[float, float], seconds: float, seed: int):
+def run_case(
+    model_name: str,
+    kind: str,
+    update_s: tuple[float, float],
+    seconds: float,
+    seed: int,
+    batch_scale: int = 1,
+):
     model, x = MODELS[model_name]()
+    x = x.repeat(batch_scale, *([1] * (x.dim() - 1)))
     model.eval()
     sim = GroundTruthSensor(
         model,
@@ -159,6 +167,13 @@ def _layers_for(prof, result):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="profiled seconds per case")
+    parser.add_argument(
+        "--batch-scale",
+        type=int,
+        default=1,
+        help="multiply every batch: steps longer than the counter's update period let the "
+        "power fit see layers draw different power",
+    )
     args = parser.parse_args()
     print(
         f"{'model':12} {'power map':9} {'update':>10} {'steps':>5}  {'method':10} {'chosen':10}"
@@ -171,7 +186,7 @@ def main() -> None:
         for k in ("equal", "by-type", "random")
         for u in ((0.02, 0.05), (0.05, 0.1))
     ):
-        steps, rows = run_case(model_name, kind, update, args.seconds, seed=i)
+        steps, rows = run_case(model_name, kind, update, args.seconds, i, args.batch_scale)
         for method, chosen, total_err, median, worst, share, worst_major, coverage in rows:
             summary.setdefault(method, []).append((median, worst, coverage, worst_major))
             update_ms = f"{update[0] * 1e3:.0f}-{update[1] * 1e3:.0f}ms"

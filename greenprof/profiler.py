@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from greenprof import __version__
-from greenprof.attribution import Attribution, SensorSeries, attribute
+from greenprof.attribution import TIME_SPLIT, Attribution, SensorSeries, attribute
 from greenprof.clock import now_ns
 from greenprof.errors import ConfigError
 from greenprof.hooks import HookRecorder, KeyInfo
@@ -339,6 +339,14 @@ def _warnings(
         out.append(
             "ESTIMATED energy from " + ", ".join(estimated) + ": no hardware counter was readable; "
             "figures come from CPU utilisation x rated power (see `greenprof sensors`)"
+        )
+    split = [r.name for r in result.sensors if r.method == TIME_SPLIT and r.total_j > 0]
+    if split:
+        out.append(
+            "per-layer joules of " + ", ".join(split) + " assume every layer draws the same power "
+            "(time split): the sensor's windows did not show layers drawing different power. "
+            "Layers far shorter than the sensor's update period look alike to it; longer steps, "
+            "a shorter --interval-ms or a longer run can reveal differences"
         )
     if result.total_j <= 0:
         out.append(
