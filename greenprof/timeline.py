@@ -98,7 +98,7 @@ class Timeline:
         bin_ns: int,
         *,
         max_bins: int = 32768,
-        max_cells: int = 500_000,
+        max_cells: int = 200_000,
         trace_steps: int = 20,
         max_trace_spans: int = 200_000,
     ) -> None:
