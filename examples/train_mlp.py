@@ -4,8 +4,8 @@ A plain PyTorch training script that knows nothing about greenprof; profile it u
 
     greenprof run examples/train_mlp.py --epochs 2
 
-Each snippet of stdlib source is labelled with the package it comes from (json, email, http, ...);
-an embedding-bag + MLP model learns to tell them apart from their bytes.
+Each line of stdlib source is labelled by Python's own tokenizer as code, comment or docstring
+(markers stripped); an embedding-bag + MLP model learns to tell them apart from their bytes.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _data import VOCAB_SIZE, encode, package_snippets
+from _data import KINDS, VOCAB_SIZE, encode, labelled_lines
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 PACKAGES = ["json", "email", "http", "xml", "asyncio", "unittest"]
+LINES_PER_KIND = 3000
 
 
 class BytesMLP(nn.Module):
@@ -39,7 +40,7 @@ class BytesMLP(nn.Module):
 
 
 def loaders(batch_size: int, workers: int) -> tuple[DataLoader, DataLoader]:
-    data = package_snippets(PACKAGES, max_bytes=128)
+    data = labelled_lines(PACKAGES, per_kind=LINES_PER_KIND)
 
     def dataset(split: str) -> TensorDataset:
         texts = data[split]
@@ -70,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     train, test = loaders(args.batch_size, args.workers)
-    model = BytesMLP(len(PACKAGES))
+    model = BytesMLP(len(KINDS))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(1, args.epochs + 1):

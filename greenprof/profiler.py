@@ -340,7 +340,10 @@ def _warnings(
             "ESTIMATED energy from " + ", ".join(estimated) + ": no hardware counter was readable; "
             "figures come from CPU utilisation x rated power (see `greenprof sensors`)"
         )
+    busy_columns = int((table.self_ns > 0).sum())
     split = [r.name for r in result.sensors if r.method == TIME_SPLIT and r.total_j > 0]
+    if busy_columns < 2:
+        split = []  # one row: nothing to split
     if split:
         out.append(
             "per-layer joules of " + ", ".join(split) + " assume every layer draws the same power "
