@@ -149,19 +149,12 @@ def run_case(
     total_true = sum(truth.values())
     for method in ("time-split", "power-fit", "auto"):
         result = attribute(prof.time_table, prof.sensor_series, method=method)
-        layers = _layers_for(prof, result)
+        layers = prof.layers_for(result)
         median, worst, worst_share, worst_major, coverage = errors(layers, truth)
         chosen = result.sensors[0].method
         total_err = abs(result.total_j - total_true) / total_true
         rows.append((method, chosen, total_err, median, worst, worst_share, worst_major, coverage))
     return steps, rows
-
-
-def _layers_for(prof, result):
-    from greenprof.profiler import _column_names, _layers_frame
-
-    names = _column_names(prof.time_table, prof._recorder.keys)
-    return _layers_frame(prof.time_table, result, names)
 
 
 def main() -> None:

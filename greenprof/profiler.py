@@ -17,7 +17,7 @@ import pandas as pd
 from greenprof import __version__
 from greenprof.attribution import TIME_SPLIT, Attribution, SensorSeries, attribute
 from greenprof.clock import now_ns
-from greenprof.errors import ConfigError
+from greenprof.errors import ConfigError, ProfilerError
 from greenprof.hooks import HookRecorder, KeyInfo
 from greenprof.sampler import Sampler
 from greenprof.sensors import Sensor, detect
@@ -129,6 +129,17 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         finally:
             for sensor in self.sensors:
                 _close_quietly(sensor)
+
+    def layers_for(self, result: Attribution) -> pd.DataFrame:
+        """Per-layer table of another attribution of this profile's recording.
+
+        For re-analysis: ``attribute(prof.time_table, prof.sensor_series, method=...)`` gives
+        the result; this names its columns as :meth:`Session.layers` does.
+        """
+        if self.time_table is None or self._recorder is None:
+            raise ProfilerError("the profile has not finished yet")
+        names = _column_names(self.time_table, self._recorder.keys)
+        return _layers_frame(self.time_table, result, names)
 
     def _maybe_drain(self) -> None:
         recorder, timeline = self._recorder, self._timeline

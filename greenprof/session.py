@@ -192,7 +192,7 @@ class Session:
         self._spans.to_csv(path / SPANS_FILE, index=False)
         # Meta last: its presence marks a complete directory.
         tmp = path / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(self.meta), indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(jsonable(self.meta), indent=2, allow_nan=False))
         tmp.replace(path / META_FILE)
         return path
 
@@ -261,12 +261,12 @@ def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFra
     return frame
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Replace what JSON cannot hold (NaN, numpy scalars, paths) with plain values."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from greenprof.session import Session, _jsonable
+from greenprof.session import Session, jsonable
 
 HISTORY_FILE = "history.json"
 REPORT_FILE = "report.html"
@@ -171,7 +171,7 @@ class OptimizeResult:
         data["history"] = [asdict(step) for step in self.history]
         data["estimated"] = self.estimated
         data["saving"] = self.saving
-        return _jsonable(data)
+        return jsonable(data)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``history.json``, the ``before``/``after`` runs and ``report.html`` there."""
@@ -189,7 +189,7 @@ class OptimizeResult:
 def write_history(directory: Path, data: dict[str, Any]) -> None:
     """Write ``history.json`` atomically (a crash mid-write leaves the previous one)."""
     tmp = directory / (HISTORY_FILE + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False), encoding="utf-8")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False), encoding="utf-8")
     tmp.replace(directory / HISTORY_FILE)
 
 

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 
-_CSS = """
+PAGE_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
 margin:0;background:#f6f7f9}
 main{max-width:1100px;margin:0 auto;padding:24px}
@@ -63,7 +63,7 @@ code{word-break:break-all}
 
 # Sorts a table by the clicked column: numbers by their data-v, text by content. Numbers start
 # largest first, since the question is always "what costs most".
-_JS = """
+SORT_JS = """
 (function () {
   function value(row, col, numeric) {
     var cell = row.cells[col], raw = cell.getAttribute("data-v");
@@ -108,7 +108,7 @@ _JS = """
 # sorting script above (pinned by its hash) may run.
 _CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-    f"script-src 'sha256-{base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()}'"
+    f"script-src 'sha256-{base64.b64encode(hashlib.sha256(SORT_JS.encode()).digest()).decode()}'"
 )
 
 
@@ -127,11 +127,11 @@ def render_html(session: Session, *, grid_g_per_kwh: float | None = None) -> str
         [
             _heading(session),
             _totals(session, grid),
-            _section("Run", _facts(session)),
-            _section("Warnings", _warnings(session)),
-            _section("Figures", _figures(session)),
-            _section(f"Every layer{estimated}", _layer_table(session)),
-            f"<footer><p class=sub>greenprof {_e(__version__)}</p></footer>",
+            section("Run", _facts(session)),
+            section("Warnings", _warnings(session)),
+            section("Figures", _figures(session)),
+            section(f"Every layer{estimated}", _layer_table(session)),
+            f"<footer><p class=sub>greenprof {escape_text(__version__)}</p></footer>",
         ]
     )
     title = f"greenprof report: {session.meta.get('command') or 'profile'}{estimated}"
@@ -139,8 +139,8 @@ def render_html(session: Session, *, grid_g_per_kwh: float | None = None) -> str
         "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
         f'<meta http-equiv=Content-Security-Policy content="{_CSP}">\n'
         '<meta name=viewport content="width=device-width,initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n{body}\n</main>\n<script>{_JS}</script>\n</body>\n</html>\n"
+        f"<title>{escape_text(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n</main>\n<script>{SORT_JS}</script>\n</body>\n</html>\n"
     )
 
 
@@ -160,30 +160,32 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _e(value: object) -> str:
+def escape_text(value: object) -> str:
+    """Return ``value`` as text safe inside HTML elements and attribute values."""
     return html.escape(str(value), quote=True)
 
 
-def _section(title: str, content: str) -> str:
+def section(title: str, content: str) -> str:
+    """Wrap ``content`` in a titled ``<section>``; nothing when there is no content."""
     if not content:
         return ""
-    return f"<section>\n<h2>{_e(title)}</h2>\n{content}\n</section>"
+    return f"<section>\n<h2>{escape_text(title)}</h2>\n{content}\n</section>"
 
 
 def _heading(session: Session) -> str:
     meta = session.meta
     lines = [
         "<h1>greenprof energy report</h1>",
-        f"<p class=sub><code>{_e(meta.get('command') or '(no command recorded)')}</code>"
-        f" &middot; {_e(meta.get('started_at', ''))}</p>",
+        f"<p class=sub><code>{escape_text(meta.get('command') or '(no command recorded)')}</code>"
+        f" &middot; {escape_text(meta.get('started_at', ''))}</p>",
     ]
     if session.estimated:
         estimated = [s["name"] for s in sensor_rows(session) if s["label"] == "ESTIMATED"]
         source = ", ".join(map(str, estimated)) or "no sensor recorded"
         lines.append(
             "<p class=alert><b>ESTIMATED.</b> Some or all joules in this report are not "
-            f"measured by a hardware counter but estimated ({_e(source)}). Every number below "
-            "is an estimate.</p>"
+            f"measured by a hardware counter but estimated ({escape_text(source)}). Every number "
+            "below is an estimate.</p>"
         )
     if meta.get("interrupted"):
         lines.append("<p class=alert>The run was interrupted; it covers what ran until then.</p>")
@@ -209,8 +211,14 @@ def _totals(session: Session, grid_g_per_kwh: float) -> str:
             f"assuming {grid_g_per_kwh:g} g CO2/kWh grid intensity",
         )
     )
+    return card_section(cards)
+
+
+def card_section(cards: list[tuple[str, str, str]]) -> str:
+    """Return the row of headline cards: ``(label, value, note)`` each, all escaped."""
     html_cards = "".join(
-        f"<div class=card><span>{_e(label)}</span><b>{_e(value)}</b><span>{_e(note)}</span></div>"
+        f"<div class=card><span>{escape_text(label)}</span><b>{escape_text(value)}</b>"
+        f"<span>{escape_text(note)}</span></div>"
         for label, value, note in cards
     )
     return f"<section id=totals class=cards>{html_cards}</section>"
@@ -236,7 +244,7 @@ def _facts(session: Session) -> str:
         ("Exit status", _exit_text(meta)),
     ]
     rows = "".join(
-        f"<tr><th>{_e(name)}</th><td>{_e(value)}</td></tr>"
+        f"<tr><th>{escape_text(name)}</th><td>{escape_text(value)}</td></tr>"
         for name, value in facts
         if value not in (None, "")
     )
@@ -258,9 +266,9 @@ def _sensors(session: Session) -> str:
         detail = f"failed: {sensor['failed']}" if sensor.get("failed") else amount
         method = f", {sensor['method']}" if sensor.get("method") else ""
         items.append(
-            f"<li>{_e(sensor.get('name'))} ({_e(sensor.get('device'))})"
+            f"<li>{escape_text(sensor.get('name'))} ({escape_text(sensor.get('device'))})"
             f"<span class='tag {sensor['label']}'>{sensor['label']}</span> "
-            f"{_e(detail)}{_e(method)}</li>"
+            f"{escape_text(detail)}{escape_text(method)}</li>"
         )
     return f"<ul>{''.join(items)}</ul>" if items else "none recorded (ESTIMATED)"
 
@@ -268,7 +276,7 @@ def _sensors(session: Session) -> str:
 def _warnings(session: Session) -> str:
     if not session.warnings:
         return ""
-    return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in session.warnings) + "</ul>"
+    return "<ul>" + "".join(f"<li>{escape_text(w)}</li>" for w in session.warnings) + "</ul>"
 
 
 def _figures(session: Session) -> str:
@@ -291,11 +299,11 @@ def _figures(session: Session) -> str:
             uri = figures.to_data_uri(draw(session))
         except Exception:  # a figure that fails must not cost the user the whole report
             logger.exception("figure %s failed", draw.__name__)
-            parts.append(f"<p>Figure {_e(draw.__name__)} could not be drawn.</p>")
+            parts.append(f"<p>Figure {escape_text(draw.__name__)} could not be drawn.</p>")
             continue
         parts.append(
-            f"<figure><img src='{uri}' alt='{_e(caption)}'>"
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
+            f"<figure><img src='{uri}' alt='{escape_text(caption)}'>"
+            f"<figcaption>{escape_text(caption)}</figcaption></figure>"
         )
     return "\n".join(parts)
 
@@ -314,7 +322,7 @@ def _layer_table(session: Session) -> str:
         (f"per call ({unit})", "num"),
     ]
     head = "".join(
-        f"<th data-type={kind}{' class=n' if kind == 'num' else ''}>{_e(name)}</th>"
+        f"<th data-type={kind}{' class=n' if kind == 'num' else ''}>{escape_text(name)}</th>"
         for name, kind in headers
     )
     body = "\n".join(_layer_row(row) for row in layer_rows(session).itertuples())
@@ -329,15 +337,15 @@ def _layer_table(session: Session) -> str:
 def _layer_row(r: Any) -> str:
     """Return one ``<tr>`` for a row of :func:`~greenprof.renderers.tables.layer_rows`."""
     cells = [
-        _text_cell(display_name(r.module)),
-        _text_cell(r.type),
-        _text_cell(r.phase),
-        _num_cell(r.energy_j, format_energy(r.energy_j)),
-        _num_cell(r.uncertainty_j, format_energy(r.uncertainty_j)),
-        _num_cell(r.share, format_share(r.share)),
-        _num_cell(r.time_s, format_duration(r.time_s)),
-        _num_cell(r.calls, str(r.calls)),
-        _num_cell(r.energy_per_call_j, _per_call(r.energy_per_call_j)),
+        text_cell(display_name(r.module)),
+        text_cell(r.type),
+        text_cell(r.phase),
+        num_cell(r.energy_j, format_energy(r.energy_j)),
+        num_cell(r.uncertainty_j, format_energy(r.uncertainty_j)),
+        num_cell(r.share, format_share(r.share)),
+        num_cell(r.time_s, format_duration(r.time_s)),
+        num_cell(r.calls, str(r.calls)),
+        num_cell(r.energy_per_call_j, _per_call(r.energy_per_call_j)),
     ]
     noise = " class=noise" if r.noise else ""
     return f"<tr{noise}>{''.join(cells)}</tr>"
@@ -347,10 +355,12 @@ def _per_call(energy_j: float) -> str:
     return "" if math.isnan(energy_j) else format_energy(energy_j)
 
 
-def _text_cell(text: object) -> str:
-    return f"<td>{_e(text)}</td>"
+def text_cell(text: object) -> str:
+    """Return a table cell holding escaped text."""
+    return f"<td>{escape_text(text)}</td>"
 
 
-def _num_cell(value: float, text: str) -> str:
+def num_cell(value: float, text: str) -> str:
+    """Return a right-aligned table cell that sorts by ``value`` and shows ``text``."""
     number = "" if isinstance(value, float) and math.isnan(value) else f"{value:.9g}"
-    return f"<td class=n data-v='{number}'>{_e(text)}</td>"
+    return f"<td class=n data-v='{number}'>{escape_text(text)}</td>"

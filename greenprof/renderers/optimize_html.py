@@ -16,7 +16,15 @@ from matplotlib.figure import Figure
 
 from greenprof import __version__
 from greenprof.renderers import figures
-from greenprof.renderers.html import _CSS, _JS, _e, _num_cell, _section, _text_cell
+from greenprof.renderers.html import (
+    PAGE_CSS,
+    SORT_JS,
+    card_section,
+    escape_text,
+    num_cell,
+    section,
+    text_cell,
+)
 from greenprof.renderers.tables import display_name
 from greenprof.renderers.units import format_energy, format_share
 
@@ -37,24 +45,25 @@ def render_optimize_html(result: OptimizeResult) -> str:
         [
             _heading(result),
             _cards(result),
-            _section(f"Energy versus metric{estimated}", _chart(result)),
-            _section(f"Every change tried{estimated}", _steps_table(result)),
-            _section(f"Per layer, before and after{estimated}", _layers_table(result)),
-            f"<footer><p class=sub>greenprof {_e(__version__)}</p></footer>",
+            section(f"Energy versus metric{estimated}", _chart(result)),
+            section(f"Every change tried{estimated}", _steps_table(result)),
+            section(f"Per layer, before and after{estimated}", _layers_table(result)),
+            f"<footer><p class=sub>greenprof {escape_text(__version__)}</p></footer>",
         ]
     )
     return (
         "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
         '<meta name=viewport content="width=device-width,initial-scale=1">\n'
-        f"<title>greenprof optimize{_e(estimated)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n{body}\n</main>\n<script>{_JS}</script>\n</body>\n</html>\n"
+        f"<title>greenprof optimize{escape_text(estimated)}</title>\n"
+        f"<style>{PAGE_CSS}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n</main>\n<script>{SORT_JS}</script>\n</body>\n</html>\n"
     )
 
 
 def _heading(result: OptimizeResult) -> str:
     lines = [
         "<h1>greenprof optimize</h1>",
-        f"<p class=sub>{_e(result.before.meta.get('command', ''))}</p>",
+        f"<p class=sub>{escape_text(result.before.meta.get('command', ''))}</p>",
     ]
     if result.estimated:
         lines.append(
@@ -63,7 +72,7 @@ def _heading(result: OptimizeResult) -> str:
             "meaningful for the CPU work; absolute joules are estimates.</p>"
         )
     if result.error:
-        lines.append(f"<p class=alert><b>Stopped early:</b> {_e(result.error)}</p>")
+        lines.append(f"<p class=alert><b>Stopped early:</b> {escape_text(result.error)}</p>")
     return "\n".join(lines)
 
 
@@ -93,11 +102,7 @@ def _cards(result: OptimizeResult) -> str:
         ),
         ("Changes", f"{kept} kept of {len(result.history)}", f"stopped: {result.stopped}"),
     ]
-    html_cards = "".join(
-        f"<div class=card><span>{_e(label)}</span><b>{_e(value)}</b><span>{_e(note)}</span></div>"
-        for label, value, note in cards
-    )
-    return f"<section id=totals class=cards>{html_cards}</section>"
+    return card_section(cards)
 
 
 def _range(lo_j: float, hi_j: float) -> str:
@@ -116,8 +121,8 @@ def _chart(result: OptimizeResult) -> str:
         logger.exception("energy/metric figure failed")
         return "<p>The figure could not be drawn.</p>"
     return (
-        f"<figure><img src='{uri}' alt='{_e(caption)}'>"
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f"<figure><img src='{uri}' alt='{escape_text(caption)}'>"
+        f"<figcaption>{escape_text(caption)}</figcaption></figure>"
     )
 
 
@@ -210,18 +215,19 @@ def _step_row(step: Step) -> str:
     metric = step.metric_after if step.metric_after is not None else math.nan
     targets = ", ".join(display_name(t) for t in step.targets)
     cells = [
-        _num_cell(step.index, str(step.index)),
-        _text_cell(step.label),
-        _text_cell(params),
-        f"<td class=n data-v='{len(step.targets)}' title='{_e(targets)}'>{len(step.targets)}</td>",
-        _num_cell(step.energy_before_j, format_energy(step.energy_before_j)),
-        _num_cell(after, _maybe(after, format_energy)),
-        _num_cell(plus, _maybe(plus, format_energy)),
-        _num_cell(saving, _maybe(saving, format_share)),
-        _num_cell(metric, _maybe(metric, lambda v: f"{v:.4g}")),
-        _text_cell("yes" if step.accepted else "no"),
-        f"<td style='min-width:22em'>{_e(step.reason)}</td>",
-        _num_cell(step.seconds, f"{step.seconds:.1f}"),
+        num_cell(step.index, str(step.index)),
+        text_cell(step.label),
+        text_cell(params),
+        f"<td class=n data-v='{len(step.targets)}' title='{escape_text(targets)}'>"
+        f"{len(step.targets)}</td>",
+        num_cell(step.energy_before_j, format_energy(step.energy_before_j)),
+        num_cell(after, _maybe(after, format_energy)),
+        num_cell(plus, _maybe(plus, format_energy)),
+        num_cell(saving, _maybe(saving, format_share)),
+        num_cell(metric, _maybe(metric, lambda v: f"{v:.4g}")),
+        text_cell("yes" if step.accepted else "no"),
+        f"<td style='min-width:22em'>{escape_text(step.reason)}</td>",
+        num_cell(step.seconds, f"{step.seconds:.1f}"),
     ]
     style = f" style='color:{KEPT_COLOR};font-weight:600'" if step.accepted else ""
     return f"<tr{style}>{''.join(cells)}</tr>"
@@ -239,12 +245,12 @@ def _layers_table(result: OptimizeResult) -> str:
     ]
     body = "\n".join(
         "<tr>"
-        + _text_cell(display_name(r.module))
-        + _text_cell(r.type_before)
-        + _text_cell(r.type_after)
-        + _num_cell(r.before_j, _maybe(r.before_j, format_energy))
-        + _num_cell(r.after_j, _maybe(r.after_j, format_energy))
-        + _num_cell(r.change_j, _maybe(r.change_j, format_energy))
+        + text_cell(display_name(r.module))
+        + text_cell(r.type_before)
+        + text_cell(r.type_after)
+        + num_cell(r.before_j, _maybe(r.before_j, format_energy))
+        + num_cell(r.after_j, _maybe(r.after_j, format_energy))
+        + num_cell(r.change_j, _maybe(r.change_j, format_energy))
         + "</tr>"
         for r in rows.itertuples()
     )
@@ -277,13 +283,13 @@ def per_layer_change(result: OptimizeResult) -> pd.DataFrame:
 
 def _table(name: str, headers: list[tuple[str, str]], body: str, note: str) -> str:
     head = "".join(
-        f"<th data-type={kind}{' class=n' if kind == 'num' else ''}>{_e(title)}</th>"
+        f"<th data-type={kind}{' class=n' if kind == 'num' else ''}>{escape_text(title)}</th>"
         for title, kind in headers
     )
     return (
         f"<div class=scroll><table class=sortable id={name}>"
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>"
-        f"<p class=sub>{_e(note)}</p>"
+        f"<p class=sub>{escape_text(note)}</p>"
     )
 
 
