@@ -28,6 +28,7 @@ from simulate import GroundTruthSensor  # noqa: E402
 
 import greenprof  # noqa: E402
 from greenprof.attribution import attribute  # noqa: E402
+from greenprof.profiler import column_classes  # noqa: E402
 from greenprof.session import OUTSIDE_MODULE  # noqa: E402
 
 
@@ -148,7 +149,8 @@ def run_case(
     rows = []
     total_true = sum(truth.values())
     for method in ("time-split", "power-fit", "auto"):
-        result = attribute(prof.time_table, prof.sensor_series, method=method)
+        classes = column_classes(prof.time_table, prof.column_names())
+        result = attribute(prof.time_table, prof.sensor_series, method=method, classes=classes)
         layers = prof.layers_for(result)
         median, worst, worst_share, worst_major, coverage = errors(layers, truth)
         chosen = result.sensors[0].method

@@ -119,6 +119,7 @@ def attribute(
     bootstrap: int = 100,
     seed: int = 0,
     method: str = AUTO,
+    classes: np.ndarray | None = None,
 ) -> Attribution:
     """Attribute every sensor's joules to the table's columns.
 
@@ -129,6 +130,8 @@ def attribute(
         seed: random seed of the bootstrap (results are reproducible).
         method: ``"auto"`` (choose by evidence), ``"time-split"`` or ``"power-fit"`` (forced;
             for comparing the two).
+        classes: an integer class per column (e.g. layer type and phase). Columns too short to
+            get a power of their own share one with their class; None puts them all together.
 
     Returns:
         The combined attribution; columns sum to the measured total.
@@ -138,7 +141,12 @@ def attribute(
         raise ValueError(f"method must be auto, {TIME_SPLIT} or {POWER_FIT}, not {method!r}")
     results = [
         _attribute_sensor(
-            table, s, bootstrap=bootstrap, rng=np.random.default_rng(seed), method=method
+            table,
+            s,
+            bootstrap=bootstrap,
+            rng=np.random.default_rng(seed),
+            method=method,
+            classes=classes,
         )
         for s in series
     ]
@@ -160,7 +168,13 @@ def attribute(
 
 # ---------------------------------------------------------------------------- models
 def _attribute_sensor(
-    table: TimeTable, s: SensorSeries, *, bootstrap: int, rng: np.random.Generator, method: str
+    table: TimeTable,
+    s: SensorSeries,
+    *,
+    bootstrap: int,
+    rng: np.random.Generator,
+    method: str,
+    classes: np.ndarray | None,
 ) -> SensorResult:
     n_columns = len(table.columns)
     t_end = table.t_end_ns
@@ -172,7 +186,7 @@ def _attribute_sensor(
     times = window_times(table, windows)
     durations = windows.durations_s
     power, ridge = None, 0.0
-    groups, group_of = _fit_groups(table, times)
+    groups, group_of = _fit_groups(times, classes)
     design = _design(times, group_of, len(groups))
     can_fit = len(window_j) >= 2 and total > 0 and len(groups) > 1
     choice = _choose_power(design, window_j, durations) if can_fit else None
@@ -212,18 +226,33 @@ def _attribute_sensor(
     )
 
 
-def _fit_groups(table: TimeTable, times: sparse.csr_matrix) -> tuple[list[int], np.ndarray]:
-    """Pick the columns that get a power of their own; the others share the last group."""
+def _fit_groups(
+    times: sparse.csr_matrix, classes: np.ndarray | None
+) -> tuple[list[int], np.ndarray]:
+    """Pick the columns that get a power of their own; the others share one per class.
+
+    Args:
+        times: seconds per (window, column).
+        classes: a class per column (e.g. layer type and phase) or None for one shared class:
+            short layers of a kind (activations, norms) then share their evidence.
+    """
     column_s = np.asarray(times.sum(axis=0)).ravel()
     total_s = column_s.sum()
     order = np.argsort(-column_s)
     own = [
-        int(c) for c in order[:MAX_FIT_COLUMNS] if total_s > 0 and column_s[c] >= 0.005 * total_s
+        int(c)
+        for c in order[:MAX_FIT_COLUMNS]
+        if total_s > 0 and column_s[c] >= MIN_FIT_SHARE * total_s
     ]
-    group_of = np.full(len(column_s), len(own), np.int64)
-    for g, c in enumerate(own):
-        group_of[c] = g
-    n_groups = len(own) + (1 if len(own) < len(column_s) else 0)
+    if classes is None:
+        classes = np.zeros(len(column_s), np.int64)
+    rest = np.ones(len(column_s), bool)
+    rest[own] = False
+    _, rest_group = np.unique(classes[rest], return_inverse=True)
+    group_of = np.empty(len(column_s), np.int64)
+    group_of[own] = np.arange(len(own))
+    group_of[rest] = len(own) + rest_group
+    n_groups = len(own) + (int(rest_group.max()) + 1 if rest.any() else 0)
     return list(range(n_groups)), group_of
 
 

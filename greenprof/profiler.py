@@ -136,10 +136,15 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         For re-analysis: ``attribute(prof.time_table, prof.sensor_series, method=...)`` gives
         the result; this names its columns as :meth:`Session.layers` does.
         """
+        if self.time_table is None:
+            raise ProfilerError("the profile has not finished yet")
+        return _layers_frame(self.time_table, result, self.column_names())
+
+    def column_names(self) -> list[tuple[str, str]]:
+        """``(module, type)`` of each column of :attr:`time_table`."""
         if self.time_table is None or self._recorder is None:
             raise ProfilerError("the profile has not finished yet")
-        names = _column_names(self.time_table, self._recorder.keys)
-        return _layers_frame(self.time_table, result, names)
+        return _column_names(self.time_table, self._recorder.keys)
 
     def _maybe_drain(self) -> None:
         recorder, timeline = self._recorder, self._timeline
@@ -152,8 +157,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         series = _sensor_series(self.sensors, self._sampler)
         # Kept for re-analysis (e.g. greenprof.attribution.attribute with another method).
         self.time_table, self.sensor_series = table, series
-        result = attribute(table, series, bootstrap=self.bootstrap)
         names = _column_names(table, self._recorder.keys)
+        result = attribute(
+            table, series, bootstrap=self.bootstrap, classes=column_classes(table, names)
+        )
         layers = _layers_frame(table, result, names)
         meta = {**_run_facts(), **meta}
         meta.update(
@@ -256,6 +263,16 @@ def _column_names(table: TimeTable, keys: list[KeyInfo]) -> list[tuple[str, str]
         name = f"{prefix}.{info.name}" if prefix and info.name else (prefix or info.name)
         names.append((name, info.type_name))
     return names
+
+
+def column_classes(table: TimeTable, names: list[tuple[str, str]]) -> np.ndarray:
+    """A class per timeline column: its layer type and phase (layers of a kind draw alike)."""
+    labels = [
+        f"{type_name}/{phase}"
+        for (_name, type_name), (_key, phase) in zip(names, table.columns, strict=True)
+    ]
+    _, classes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    return classes
 
 
 def _layers_frame(
