@@ -83,8 +83,6 @@ class SensorResult:
     total_lo_j: float
     total_hi_j: float
     windows: int
-    failed: str | None = None
-    covered_until_ns: int = 0
 
 
 @dataclass
@@ -176,7 +174,6 @@ def _attribute_sensor(
     method: str,
     classes: np.ndarray | None,
 ) -> SensorResult:
-    n_columns = len(table.columns)
     t_end = table.t_end_ns
     if s.failed and len(s.t_ns):
         t_end = min(t_end, int(s.t_ns[-1]))
@@ -186,9 +183,9 @@ def _attribute_sensor(
     times = window_times(table, windows)
     durations = windows.durations_s
     power, ridge = None, 0.0
-    groups, group_of = _fit_groups(times, classes)
-    design = _design(times, group_of, len(groups))
-    can_fit = len(window_j) >= 2 and total > 0 and len(groups) > 1
+    n_groups, group_of = _fit_groups(times, classes)
+    design = _design(times, group_of, n_groups)
+    can_fit = len(window_j) >= 2 and total > 0 and n_groups > 1
     choice = _choose_power(design, window_j, durations) if can_fit else None
     if choice is not None and (
         method == POWER_FIT
@@ -214,22 +211,22 @@ def _attribute_sensor(
         device=s.device,
         measured=s.measured,
         method=method,
-        energy_j=energy if energy.shape == (n_columns,) else np.zeros(n_columns),
+        energy_j=energy,
         energy_lo_j=np.minimum(lo, energy),
         energy_hi_j=np.maximum(hi, energy),
         total_j=total,
         total_lo_j=total - end_unc,
         total_hi_j=total + end_unc,
         windows=len(window_j),
-        failed=s.failed,
-        covered_until_ns=t_end,
     )
 
 
 def _fit_groups(
     times: sparse.csr_matrix, classes: np.ndarray | None
-) -> tuple[list[int], np.ndarray]:
+) -> tuple[int, np.ndarray]:
     """Pick the columns that get a power of their own; the others share one per class.
+
+    Returns ``(number of groups, group of each column)``.
 
     Args:
         times: seconds per (window, column).
@@ -253,7 +250,7 @@ def _fit_groups(
     group_of[own] = np.arange(len(own))
     group_of[rest] = len(own) + rest_group
     n_groups = len(own) + (int(rest_group.max()) + 1 if rest.any() else 0)
-    return list(range(n_groups)), group_of
+    return n_groups, group_of
 
 
 def _design(times: sparse.csr_matrix, group_of: np.ndarray, n_groups: int) -> np.ndarray:
@@ -262,9 +259,9 @@ def _design(times: sparse.csr_matrix, group_of: np.ndarray, n_groups: int) -> np
         return np.zeros((times.shape[0], 0))
     to_group = sparse.csr_matrix(
         (np.ones(len(group_of)), (np.arange(len(group_of)), group_of)),
-        shape=(len(group_of), max(n_groups, int(group_of.max()) + 1)),
+        shape=(len(group_of), n_groups),
     )
-    return np.asarray((times @ to_group).todense())[:, :n_groups]
+    return np.asarray((times @ to_group).todense())
 
 
 def _ridge_nnls(gram: np.ndarray, moment: np.ndarray, prior_w: float, ridge: float) -> np.ndarray:

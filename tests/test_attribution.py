@@ -110,9 +110,9 @@ def test_short_columns_share_a_power_with_their_class():
     long_s, short_s = 1.0, MIN_FIT_SHARE / 10
     times = sparse.csr_matrix(np.array([[long_s, long_s, short_s, short_s, short_s]]))
     classes = np.array([0, 1, 2, 2, 3])
-    groups, group_of = _fit_groups(times, classes)
+    n_groups, group_of = _fit_groups(times, classes)
     assert group_of[0] != group_of[1]  # long columns: a power each
     assert group_of[2] == group_of[3] != group_of[4]  # short ones: one power per class
-    assert len(groups) == 4
+    assert n_groups == 4
     _, pooled = _fit_groups(times, None)
     assert pooled[2] == pooled[3] == pooled[4]
