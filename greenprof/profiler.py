@@ -201,8 +201,6 @@ def _resolve_sensors(
     bad = [s for s in items if not isinstance(s, Sensor)]
     if bad:
         raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
-    if len({s.name for s in items}) != len(items):
-        raise ConfigError("sensor names must be unique")
     return items  # type: ignore[return-value]
 
 

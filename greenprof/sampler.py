@@ -26,7 +26,7 @@ from greenprof.sensors.base import Sensor
 
 logger = logging.getLogger(__name__)
 
-#: Samples kept per sensor before thinning: 20 minutes at 10 ms, 3 MiB per sensor.
+#: Samples kept per sensor before thinning: 20 minutes at 10 ms, 2 MiB per sensor.
 DEFAULT_CAPACITY = 1 << 17
 
 THREAD_NAME = "greenprof-sampler"
@@ -40,19 +40,19 @@ Series = tuple[np.ndarray, np.ndarray]
 class _Buffer:
     """One sensor's samples: bounded, thinned uniformly, first and newest always kept.
 
-    ``seq`` numbers every sample offered. A stored sample is *committed* when its number is a
-    multiple of ``stride`` past the first one; the newest sample may be uncommitted, and is then
-    replaced by the next one. Halving keeps the committed samples on the doubled stride plus the
-    newest, so committed samples stay evenly spaced in sample count.
+    Every sample offered gets a number. A stored sample is *committed* when its number is a
+    multiple of ``stride``; then stored sample ``i`` is number ``i * stride``, so no numbers need
+    storing. Only the newest sample may be uncommitted, and is then replaced by the next one.
+    Halving keeps the committed samples on the doubled stride plus the newest.
     """
 
     def __init__(self, capacity: int) -> None:
         self.t_ns = np.zeros(capacity, dtype=np.int64)
         self.energy_j = np.zeros(capacity, dtype=np.float64)
-        self.seq = np.zeros(capacity, dtype=np.int64)
         self.n = 0
         self.stride = 1
         self._next_seq = 0
+        self._tail_seq = 0
         self._tail_committed = True
 
     @property
@@ -63,23 +63,24 @@ class _Buffer:
         seq = self._next_seq
         self._next_seq += 1
         i = self.n if (self._tail_committed or self.n == 0) else self.n - 1
-        self.t_ns[i], self.energy_j[i], self.seq[i] = t_ns, energy_j, seq
+        self.t_ns[i], self.energy_j[i] = t_ns, energy_j
         self.n = i + 1
-        self._tail_committed = (seq - self.seq[0]) % self.stride == 0
+        self._tail_seq = seq
+        self._tail_committed = seq % self.stride == 0
         if self.n == len(self.t_ns):
             self._halve()
 
     def _halve(self) -> None:
+        committed = self.n if self._tail_committed else self.n - 1
         self.stride *= 2
-        on_stride = (self.seq[: self.n] - self.seq[0]) % self.stride == 0
-        on_stride[self.n - 1] = True  # the newest sample stays, committed or not
-        keep = np.flatnonzero(on_stride)
+        keep = list(range(0, committed, 2))
+        if keep[-1] != self.n - 1:
+            keep.append(self.n - 1)  # the newest sample stays, committed or not
         m = len(keep)
         self.t_ns[:m] = self.t_ns[keep]
         self.energy_j[:m] = self.energy_j[keep]
-        self.seq[:m] = self.seq[keep]
         self.n = m
-        self._tail_committed = (self.seq[m - 1] - self.seq[0]) % self.stride == 0
+        self._tail_committed = self._tail_seq % self.stride == 0
 
     def copy(self) -> Series:
         return self.t_ns[: self.n].copy(), self.energy_j[: self.n].copy()
@@ -131,7 +132,6 @@ class Sampler:
         if repeated:
             raise ConfigError(f"sensor names must be unique; repeated: {', '.join(repeated)}")
         self.interval_s = float(interval_s)
-        self.sensors = list(sensors)
         self.failures: dict[str, str] = {}
         self.warnings: list[str] = []
         self._clock = clock
@@ -218,19 +218,20 @@ class Sampler:
             for name, t_ns, energy_j in readings:
                 buffer = self._buffers[name]
                 last_j = buffer.last_energy_j
-                if not math.isfinite(energy_j) or (last_j is not None and energy_j < last_j):
-                    bad = _contract_breach(energy_j, last_j)
-                    self._active = [s for s in self._active if s.name != name]
-                    self._record_failure(name, bad)
-                    continue
-                buffer.append(t_ns, energy_j)
+                if not math.isfinite(energy_j):
+                    self._drop_locked(name, f"returned {energy_j} joules")
+                elif last_j is not None and energy_j < last_j:
+                    self._drop_locked(name, f"energy went backwards ({last_j} -> {energy_j} J)")
+                else:
+                    buffer.append(t_ns, energy_j)
 
     def _fail(self, sensor: Sensor, reason: str) -> None:
-        self._active = [s for s in self._active if s is not sensor]
         with self._lock:
-            self._record_failure(sensor.name, reason)
+            self._drop_locked(sensor.name, reason)
 
-    def _record_failure(self, name: str, reason: str) -> None:
+    def _drop_locked(self, name: str, reason: str) -> None:
+        """Stop reading sensor ``name``; what it gave so far stays. Caller holds the lock."""
+        self._active = [s for s in self._active if s.name != name]
         self.failures[name] = reason
         self._warn_locked(
             f"sensor {name} failed and is no longer read ({reason}); "
@@ -274,10 +275,3 @@ def mean_power_w(sensors: Sequence[Sensor], seconds: float) -> dict[str, float |
         else:
             power_w[name] = float(energy_j[-1] - energy_j[0]) / elapsed_s
     return power_w
-
-
-def _contract_breach(energy_j: float, last_j: float | None) -> str:
-    """Describe why a reading breaks the sensor contract (finite, never decreasing)."""
-    if not math.isfinite(energy_j):
-        return f"returned {energy_j} joules"
-    return f"energy went backwards ({last_j} -> {energy_j} J)"

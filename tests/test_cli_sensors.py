@@ -67,7 +67,8 @@ def test_bad_rated_power_in_environment_is_a_clean_error(powercap, monkeypatch):
 
 
 def test_non_positive_duration_is_refused():
-    assert run("--seconds", "0").exit_code == 2
+    result = run("--seconds", "0")
+    assert result.exit_code == 2 and "--seconds" in result.output
 
 
 @pytest.mark.parametrize("how", ["module", "script"])

@@ -209,11 +209,20 @@ def test_series_returns_copies():
 def test_series_is_consistent_while_the_thread_writes():
     # The reader holds the GIL most of the time, so keep the writer's work small.
     sensor = Counting(signal_at=40)
+    passes = 0
     with Sampler([sensor], interval_s=0.0001, capacity=8) as sampler:
-        while not sensor.reached.is_set():
+        while True:
+            done = sensor.reached.is_set()
             t_ns, energy_j = sampler.series()["counting"]
+            passes += 1
             assert len(t_ns) == len(energy_j) <= 8
             assert np.all(np.diff(t_ns) >= 0) and np.all(np.diff(energy_j) >= 0)
+            if done:
+                break
+    assert passes > 0
+    t_ns, energy_j = sampler.series()["counting"]
+    assert len(t_ns) < sensor.calls  # thinned while it was being read
+    assert energy_j[-1] == sensor.calls - 1  # the newest reading (it counts from 0) is kept
 
 
 @pytest.mark.parametrize("interval_s", [0, -0.01, math.nan, math.inf])

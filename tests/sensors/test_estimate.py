@@ -50,7 +50,7 @@ def test_rated_power_argument_then_environment_then_default(monkeypatch):
     monkeypatch.setenv(CPU_POWER_ENV, " 80 ")
     assert resolve_rated_cpu_power_w() == 80.0
     assert resolve_rated_cpu_power_w(65.0) == 65.0
-    assert CpuEstimateSensor(logical_cpus=8).watts_per_cpu_w == 10.0
+    assert CpuEstimateSensor(logical_cpus=4).watts_per_cpu_w == 20.0
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "0", "nan"])
