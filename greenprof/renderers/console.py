@@ -37,7 +37,7 @@ def render_summary(session: Session, n: int = 10, phases: Iterable[str] | None =
     table = [
         [
             format_energy(r.energy_j),
-            "±" + format_energy(r.uncertainty_j),
+            format_plus(r.energy_j, r.energy_lo_j, r.energy_hi_j),
             format_share(r.share),
             format_duration(r.time_s),
             str(r.calls),

@@ -341,7 +341,7 @@ def _layer_row(r: Any) -> str:
         text_cell(r.type),
         text_cell(r.phase),
         num_cell(r.energy_j, format_energy(r.energy_j)),
-        num_cell(r.uncertainty_j, format_energy(r.uncertainty_j)),
+        num_cell(r.uncertainty_j, format_plus(r.energy_j, r.energy_lo_j, r.energy_hi_j)),
         num_cell(r.share, format_share(r.share)),
         num_cell(r.time_s, format_duration(r.time_s)),
         num_cell(r.calls, str(r.calls)),

@@ -56,3 +56,8 @@ def test_an_unreported_uncertainty_is_not_shown_as_zero(make_session) -> None:
     session = make_session(total_energy_lo_j=20.0, total_energy_hi_j=20.0)
     first = render_summary(session).splitlines()[0]
     assert first.startswith("greenprof: 20 J measured") and "±" not in first
+    session._layers["energy_lo_j"] = session._layers["energy_j"]
+    session._layers["energy_hi_j"] = session._layers["energy_j"]
+    lines = render_summary(session).splitlines()
+    rows = lines[lines.index(next(line for line in lines if line.startswith("---"))) + 1 :]
+    assert rows and not any("±" in row for row in rows)
