@@ -137,11 +137,15 @@ class Session:
         return self.total_energy_j
 
     def by_module(self) -> pd.DataFrame:
-        """Return self energy per module, all phases summed, highest first."""
-        grouped = self._layers.groupby(["module", "type"], as_index=False, sort=False)[
-            ["calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
-        ].sum()
-        return grouped.sort_values("energy_j", ascending=False).reset_index(drop=True)
+        """Return self energy per module, all phases summed, highest first.
+
+        ``calls`` is the largest per-phase count: a backward pass is not a second call.
+        """
+        from greenprof.tree import self_per_module
+
+        own = self_per_module(self._layers).reset_index()
+        columns = ["module", "type", "calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
+        return own[columns].sort_values("energy_j", ascending=False).reset_index(drop=True)
 
     def by_phase(self) -> pd.DataFrame:
         """Return energy and time per phase."""

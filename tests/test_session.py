@@ -44,6 +44,7 @@ def test_queries_read_like_sentences():
     by_module = session.by_module()
     assert by_module.iloc[0].module == "encoder.0"
     assert by_module.iloc[0].energy_j == pytest.approx(110.0)
+    assert by_module.iloc[0].calls == 10  # forward and backward of 10 calls, not 20
     assert set(session.by_phase().phase) == {"forward", "backward", "other"}
 
 
