@@ -221,9 +221,7 @@ def _attribute_sensor(
     )
 
 
-def _fit_groups(
-    times: sparse.csr_matrix, classes: np.ndarray | None
-) -> tuple[int, np.ndarray]:
+def _fit_groups(times: sparse.csr_matrix, classes: np.ndarray | None) -> tuple[int, np.ndarray]:
     """Pick the columns that get a power of their own; the others share one per class.
 
     Returns ``(number of groups, group of each column)``.

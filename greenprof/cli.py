@@ -17,6 +17,7 @@ from greenprof import __version__
 from greenprof.errors import GreenprofError
 from greenprof.renderers.units import DEFAULT_GRID_G_PER_KWH
 from greenprof.sensors import SENSOR_KINDS
+from greenprof.session import PHASES, REPORT_FILE
 
 if TYPE_CHECKING:
     from greenprof.runner import RunResult
@@ -32,6 +33,14 @@ def cli() -> None:
 # --- sensors command (owned by the sensors work) ---
 
 
+_cpu_power_option = click.option(
+    "--cpu-power-w",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Rated power of the whole CPU, for the CPU estimate "
+    "[default: $GREENPROF_CPU_POWER_W, else 10 W per logical CPU].",
+)
+
+
 @cli.command("sensors")
 @click.option(
     "--seconds",
@@ -40,12 +49,7 @@ def cli() -> None:
     show_default=True,
     help="How long to measure each sensor's power.",
 )
-@click.option(
-    "--cpu-power-w",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Rated power of the whole CPU, for the CPU estimate "
-    "[default: $GREENPROF_CPU_POWER_W, else 10 W per logical CPU].",
-)
+@_cpu_power_option
 @click.option("--powercap-root", default="/sys/class/powercap", hidden=True)
 def sensors_command(seconds: float, cpu_power_w: float | None, powercap_root: str) -> None:
     """Show what can be measured here, with a live reading, and why the rest cannot."""
@@ -155,11 +159,7 @@ def _write(render: Callable[[Path], Path], path: Path, what: str) -> None:
     type=click.Choice(SENSOR_KINDS),
     help="Use this kind of sensor (repeatable) [default: whatever works here].",
 )
-@click.option(
-    "--cpu-power-w",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Rated CPU power, for the CPU estimate.",
-)
+@_cpu_power_option
 @click.option("--out", type=_run_dir_arg, help="Run directory [default: reports/NAME-TIME].")
 @click.option("--no-report", is_flag=True, help="Save the session files but no HTML report.")
 @_grid_option
@@ -233,7 +233,7 @@ def _shown(path: Path) -> str:
 @_grid_option
 def report(run_dir: Path, output: Path | None, grid_g_per_kwh: float | None) -> None:
     """Write the HTML report of RUN_DIR."""
-    from greenprof.renderers.html import REPORT_FILE, write_html
+    from greenprof.renderers.html import write_html
 
     session = _load(run_dir)
     _write(
@@ -250,7 +250,7 @@ def report(run_dir: Path, output: Path | None, grid_g_per_kwh: float | None) -> 
     "--phase",
     "phases",
     multiple=True,
-    type=click.Choice(["forward", "backward", "optimizer", "other"]),
+    type=click.Choice(PHASES),
     help="Only this phase (repeatable).",
 )
 def top(run_dir: Path, n: int, phases: tuple[str, ...]) -> None:
@@ -382,7 +382,7 @@ def optimize(
             options["higher_is_better"] = not lower_is_better
         options["exclude"] = [*options.get("exclude", ()), *_names(exclude)]
         options.setdefault("max_metric_drop", 0.01)
-        out_dir = runner._run_dir(runner.Target.script(task.rpartition(":")[0]), out)
+        out_dir = runner.run_dir_for(runner.Target.script(task.rpartition(":")[0]), out)
     except GreenprofError as exc:
         _fail(str(exc))
     result = run_optimize(
@@ -395,7 +395,7 @@ def optimize(
         **options,
     )
     click.echo(result.summary())
-    click.echo(f"greenprof: optimize report written to {_shown(out_dir / 'report.html')}", err=True)
+    click.echo(f"greenprof: optimize report written to {_shown(out_dir / REPORT_FILE)}", err=True)
 
 
 def _names(values: tuple[str, ...]) -> list[str]:

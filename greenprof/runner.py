@@ -289,7 +289,7 @@ def _make_run_dir(target: Target, out: Path | None) -> Path:
 
     The path is made absolute: the script may change the working directory.
     """
-    path = _run_dir(target, out)
+    path = run_dir_for(target, out)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -299,7 +299,8 @@ def _make_run_dir(target: Target, out: Path | None) -> Path:
     return path.absolute()
 
 
-def _run_dir(target: Target, out: Path | None) -> Path:
+def run_dir_for(target: Target, out: Path | None) -> Path:
+    """The run directory: ``out``, else ``reports/<script>-<time>`` (never an existing one)."""
     if out is not None:
         return out
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -316,7 +317,8 @@ def _save(session: Session, run_dir: Path, options: RunOptions) -> RunResult:
     result = RunResult(session.meta["exit_status"], run_dir, None, session)
     if not options.report:
         return result
-    from greenprof.renderers.html import REPORT_FILE, write_html
+    from greenprof.renderers.html import write_html
+    from greenprof.session import REPORT_FILE
 
     try:
         result.report = write_html(session, run_dir / REPORT_FILE)

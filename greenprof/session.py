@@ -40,6 +40,7 @@ META_FILE = "session.json"
 LAYERS_FILE = "layers.csv"
 SAMPLES_FILE = "samples.csv"
 SPANS_FILE = "spans.csv"
+REPORT_FILE = "report.html"
 
 
 def _frame(rows: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:

@@ -110,12 +110,12 @@ def test_check_finds_missing_files_modules_and_syntax_errors(tmp_path, monkeypat
 
 def test_default_run_dir_is_named_after_the_script_and_never_reused(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    first = runner._run_dir(runner.Target.script("train.py"), None)
+    first = runner.run_dir_for(runner.Target.script("train.py"), None)
     assert first.parent == Path("reports") and first.name.startswith("train-")
     first.mkdir(parents=True)
-    second = runner._run_dir(runner.Target.script("other/train.py"), None)
+    second = runner.run_dir_for(runner.Target.script("other/train.py"), None)
     assert second != first and second.name.startswith("train-")
-    assert runner._run_dir(runner.Target.module("pkg.main"), None).name.startswith("pkg.main-")
+    assert runner.run_dir_for(runner.Target.module("pkg.main"), None).name.startswith("pkg.main-")
 
 
 def test_a_script_changing_directory_does_not_move_the_run_dir(tmp_path, monkeypatch) -> None:

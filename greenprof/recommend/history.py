@@ -10,10 +10,9 @@ from typing import Any
 
 from torch import nn
 
-from greenprof.session import Session, jsonable
+from greenprof.session import REPORT_FILE, Session, jsonable
 
 HISTORY_FILE = "history.json"
-REPORT_FILE = "report.html"
 
 
 @dataclass

@@ -27,11 +27,10 @@ from greenprof.renderers.units import (
     grid_intensity,
     kwh,
 )
-from greenprof.session import Session
+from greenprof.session import REPORT_FILE, Session
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
 
 PAGE_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
