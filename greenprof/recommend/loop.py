@@ -293,7 +293,6 @@ def _try(
         step.metric_after = float(evaluate(trial))
     except Exception as exc:
         step.reason = f"evaluate raised {type(exc).__name__}: {exc}; stopping"
-        step.seconds = time.perf_counter() - started
         raise _Stop(step) from exc
     finally:
         step.seconds = time.perf_counter() - started
@@ -301,10 +300,10 @@ def _try(
     return step, ((trial, after) if step.accepted else None)
 
 
-def _keep_best(trials: list[tuple[Step, tuple[nn.Module, Measurement]]], state: _State) -> None:
-    """Of the variants that passed, keep the cheapest; the others are marked as not kept."""
+def _keep_best(trials: list[tuple[Step, tuple[nn.Module, Measurement]]], state: _State) -> bool:
+    """Of the variants that passed, keep the cheapest (True); the others are marked not kept."""
     if not trials:
-        return
+        return False
     best_step, (model, after) = min(trials, key=lambda t: t[1][1].energy_j)
     for step, _ in trials:
         if step is not best_step:

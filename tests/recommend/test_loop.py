@@ -105,6 +105,7 @@ def test_relative_drop_and_lower_is_better(blocks, tokens):
         higher_is_better=False,
     )
     assert not refused.history[0].accepted
+    assert "lost too much" in refused.history[0].reason
 
 
 def test_exclude_is_never_touched(blocks, tokens):

@@ -30,12 +30,10 @@ class ActionContext:
         calls: model calls captured from the workload; tracing (pruning) and distillation use
             them as inputs, so no data beyond what the workload already feeds is needed.
         exclude: module names that must not change, nor any module below them.
-        teacher: the model before this action, for distillation; ``None`` when not needed.
     """
 
     calls: Sequence[ModelCall] = ()
     exclude: Sequence[str] = ()
-    teacher: nn.Module | None = None
 
 
 @dataclass(frozen=True)
