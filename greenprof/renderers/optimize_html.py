@@ -26,7 +26,7 @@ from greenprof.renderers.html import (
     text_cell,
 )
 from greenprof.renderers.tables import display_name
-from greenprof.renderers.units import format_energy, format_share
+from greenprof.renderers.units import format_energy, format_plus, format_share, uncertainty_j
 
 if TYPE_CHECKING:
     from greenprof.recommend.history import OptimizeResult, Step
@@ -206,11 +206,9 @@ def _step_row(step: Step) -> str:
     if step.distill_steps:
         params += f"{', ' if params else ''}distilled {step.distill_steps} steps"
     after = step.energy_after_j if step.energy_after_j is not None else math.nan
-    plus = (
-        ((step.energy_after_hi_j or after) - (step.energy_after_lo_j or after)) / 2
-        if step.energy_after_j is not None
-        else math.nan
-    )
+    lo = step.energy_after_lo_j if step.energy_after_lo_j is not None else after
+    hi = step.energy_after_hi_j if step.energy_after_hi_j is not None else after
+    plus = float(uncertainty_j(after, lo, hi))
     saving = step.saving if step.saving is not None else math.nan
     metric = step.metric_after if step.metric_after is not None else math.nan
     targets = ", ".join(display_name(t) for t in step.targets)
@@ -222,7 +220,7 @@ def _step_row(step: Step) -> str:
         f"{len(step.targets)}</td>",
         num_cell(step.energy_before_j, format_energy(step.energy_before_j)),
         num_cell(after, _maybe(after, format_energy)),
-        num_cell(plus, _maybe(plus, format_energy)),
+        num_cell(plus, format_plus(after, lo, hi) if not math.isnan(after) else ""),
         num_cell(saving, _maybe(saving, format_share)),
         num_cell(metric, _maybe(metric, lambda v: f"{v:.4g}")),
         text_cell("yes" if step.accepted else "no"),
