@@ -235,41 +235,44 @@ def _exit_status(exc: SystemExit) -> int:
 
 
 @contextmanager
-def _python_like_sys(target: Target) -> Iterator[None]:
-    """Set ``sys.argv`` and ``sys.path[0]`` as the interpreter would; restore them and the cwd."""
-    saved_argv, saved_path0, saved_cwd = sys.argv, sys.path[0] if sys.path else None, os.getcwd()
-    if target.is_module:
-        first, path0 = target.name, os.getcwd()  # run_module replaces argv[0] with the file
-    else:
-        first, path0 = target.name, str(Path(target.name).resolve().parent)
-    sys.argv = [first, *target.args]
+def _path0(value: str) -> Iterator[None]:
+    """Set ``sys.path[0]`` (where the interpreter looks first) for the block, then restore it."""
+    saved = sys.path[0] if sys.path else None
     if sys.path:
-        sys.path[0] = path0
+        sys.path[0] = value
     else:
-        sys.path.insert(0, path0)
+        sys.path.insert(0, value)
     try:
         yield
     finally:
+        if saved is not None and sys.path:
+            sys.path[0] = saved
+
+
+@contextmanager
+def _python_like_sys(target: Target) -> Iterator[None]:
+    """Set ``sys.argv`` and ``sys.path[0]`` as the interpreter would; restore them and the cwd."""
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    # run_module replaces argv[0] with the module's file; a script's folder comes first on the path.
+    path0 = os.getcwd() if target.is_module else str(Path(target.name).resolve().parent)
+    sys.argv = [target.name, *target.args]
+    try:
+        with _path0(path0):
+            yield
+    finally:
         sys.argv = saved_argv
-        if saved_path0 is not None and sys.path:
-            sys.path[0] = saved_path0
         os.chdir(saved_cwd)
 
 
 def _module_code(name: str) -> None:
     """Find and compile a module (a package's ``__main__``) as ``python -m`` would."""
-    saved_path0 = sys.path[0] if sys.path else None
-    if sys.path:
-        sys.path[0] = os.getcwd()  # python -m finds modules in the current directory
     try:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations is not None:
-            spec = importlib.util.find_spec(f"{name}.__main__")
+        with _path0(os.getcwd()):  # python -m finds modules in the current directory
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations is not None:
+                spec = importlib.util.find_spec(f"{name}.__main__")
     except (ImportError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot import ({exc})") from None
-    finally:
-        if saved_path0 is not None and sys.path:
-            sys.path[0] = saved_path0
     if spec is None or spec.loader is None:
         raise ConfigError(f"{name}: no such module")
     get_code = getattr(spec.loader, "get_code", None)
