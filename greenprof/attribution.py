@@ -45,6 +45,15 @@ FIT_EVIDENCE_SE = 2.0
 #: Fewer windows than this never justify a power per layer.
 MIN_FIT_WINDOWS = 30
 _RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: Prior spread of a layer's power around the common power, relative to it (half-normal scale).
+#: Kernels of one device differ in draw: memory-bound ones run well below the device's busy
+#: power, dense math near its peak, so a layer the windows cannot resolve is allowed this much.
+PRIOR_POWER_SPREAD = 0.5
+#: Candidate spreads (relative to the common power) the evidence weighs against that prior.
+_SPREAD_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
+_POSTERIOR_DRAWS = 400
+#: Beyond this many times the recorded steps, "more steps" is no advice.
+_MAX_MORE_STEPS = 4096.0
 
 
 @dataclass
@@ -83,6 +92,8 @@ class SensorResult:
     total_lo_j: float
     total_hi_j: float
     windows: int
+    #: Per column, times as many steps alike to know its power to +/-20% (inf: never).
+    more_steps: np.ndarray | None = None
 
 
 @dataclass
@@ -160,7 +171,11 @@ def attribute(
     total = float(sum(r.total_j for r in results))
     total_lo = total - float(np.sqrt(sum((r.total_j - r.total_lo_j) ** 2 for r in results)))
     total_hi = total + float(np.sqrt(sum((r.total_hi_j - r.total_j) ** 2 for r in results)))
-    unresolved = _unresolved(energy, lo, hi, total, table.steps)
+    more_steps = np.ones(n_columns)
+    for r in results:
+        if r.more_steps is not None:
+            more_steps = np.maximum(more_steps, r.more_steps)
+    unresolved = _unresolved(energy, lo, hi, total, table.steps, more_steps)
     return Attribution(energy, lo, hi, total, total_lo, total_hi, results, unresolved)
 
 
@@ -196,11 +211,19 @@ def _attribute_sensor(
     energy = _allocate(times, window_j, power, group_of)
     model = _Model(times, design, window_j, durations, group_of, power, ridge)
     lo, hi = _bootstrap(model, total, bootstrap, rng)
+    more_steps = None
     if power is None and choice is not None and choice.plausible:
         # The time split assumes equal power; where a fit predicts held-out windows better, if not
         # clearly, the truth may lie on either side, so the interval reaches the fit's figure too.
         alternative = _allocate(times, window_j, choice.power, group_of)
         lo, hi = np.minimum(lo, alternative), np.maximum(hi, alternative)
+    if choice is not None:
+        # The bootstrap only shows noise around the chosen model; how far each layer's power may
+        # stray from the common power, where the windows cannot tell, comes from the posterior.
+        posterior = _posterior_interval(model, choice, total, rng)
+        lo = np.minimum(lo, posterior.energy_lo_j)
+        hi = np.maximum(hi, posterior.energy_hi_j)
+        more_steps = posterior.more_steps
     if total > 0 and end_unc > 0:
         # The split is scaled to the total, so the total's own uncertainty reaches every row.
         share_unc = energy * (end_unc / total)
@@ -218,6 +241,7 @@ def _attribute_sensor(
         total_lo_j=total - end_unc,
         total_hi_j=total + end_unc,
         windows=len(window_j),
+        more_steps=more_steps,
     )
 
 
@@ -398,16 +422,138 @@ def _bootstrap(
     return lo, hi
 
 
+@dataclass
+class _Posterior:
+    """What the Bayesian power model says of each column."""
+
+    energy_lo_j: np.ndarray
+    energy_hi_j: np.ndarray
+    more_steps: np.ndarray  # times as many steps alike to know the power to +/-20%; inf: never
+
+
+def _posterior_interval(
+    m: _Model, choice: _FitChoice, total: float, rng: np.random.Generator
+) -> _Posterior:
+    """95% interval per column from a Bayesian power model, the power spread weighed by evidence.
+
+    Each group's power is ``common + deviation`` with the deviations normal around zero; their
+    spread is unknown, so several spreads are weighed by the windows' marginal likelihood times a
+    half-normal prior (scale :data:`PRIOR_POWER_SPREAD`). Where the windows can tell layers apart
+    the evidence picks the spread and the interval is narrow; where every window sees the same mix
+    of layers the prior remains, and so does the doubt.
+    """
+    n_columns = m.times.shape[1]
+    x, e, d = m.design, m.window_j, m.durations
+    n, k = x.shape
+    if n < 2 or k < 1 or total <= 0 or d.sum() <= 0:
+        # No say either way: an empty interval that min/max leave alone.
+        nothing = np.zeros(n_columns)
+        return _Posterior(np.full(n_columns, np.inf), nothing, np.ones(n_columns))
+    common_w = float(d @ e) / float(d @ d)
+    fit_residual = e - x @ choice.power
+    noise_var = max(float(fit_residual @ fit_residual) / max(n - k, 1), 1e-30)
+    # The windows pin the common power; the prior is on how groups spread around it. So the
+    # evidence is weighed on what the common power leaves unexplained (a window's seconds sum
+    # to its duration: removing the duration direction removes the common power), and the
+    # deviations are kept from moving the total (time-weighted, they sum to zero).
+    residual = e - common_w * d
+    group_s = x.sum(axis=0)
+    basis = _complement_basis(group_s)
+    x = (x - np.outer(d, d @ x) / float(d @ d)) @ basis
+    k_free = basis.shape[1]
+    gram, moment = x.T @ x, x.T @ residual
+    relative = np.array(_SPREAD_GRID)
+    # Half-normal prior on the spread, each grid point weighted by the width it stands for.
+    log_prior = -0.5 * (relative / PRIOR_POWER_SPREAD) ** 2 + np.log(np.gradient(relative))
+    means, roots, log_post = [], [], []
+    more_steps = np.full(k, np.inf)
+    for rel, lp in zip(relative, log_prior, strict=True):
+        spread = rel * common_w
+        if spread <= 0 or k_free == 0:
+            means.append(np.zeros(k_free))
+            roots.append(np.zeros((k_free, k_free)))
+            log_post.append(lp - 0.5 * float(residual @ residual) / noise_var)
+            continue
+        a = gram + (noise_var / spread**2) * np.eye(k_free)
+        try:
+            chol = np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            continue
+        shift = np.linalg.solve(chol.T, np.linalg.solve(chol, moment))
+        log_det = 2.0 * np.log(np.diag(chol)).sum() + k_free * np.log(spread**2 / noise_var)
+        quad = (float(residual @ residual) - float(moment @ shift)) / noise_var
+        means.append(shift)
+        # Posterior covariance noise_var * a^-1: draw as sqrt(noise_var) * chol^-T z.
+        root = np.linalg.inv(chol).T
+        roots.append(np.sqrt(noise_var) * root)
+        log_post.append(lp - 0.5 * (log_det + quad))
+        if rel == PRIOR_POWER_SPREAD:
+            more_steps = _more_steps_needed(gram, basis, noise_var, spread, common_w)
+    weights = np.exp(np.array(log_post) - max(log_post))
+    weights /= weights.sum()
+    which = rng.choice(len(weights), size=_POSTERIOR_DRAWS, p=weights)
+    z = rng.standard_normal((_POSTERIOR_DRAWS, k_free))
+    free = np.stack([means[j] + roots[j] @ z[i] for i, j in enumerate(which)])
+    power = np.maximum(common_w + free @ basis.T, 0.0)[:, m.group_of]
+    column_s = np.asarray(m.times.sum(axis=0)).ravel()
+    energy = power * column_s
+    sums = energy.sum(axis=1, keepdims=True)
+    energy = np.divide(energy, sums, out=np.zeros_like(energy), where=sums > 0) * total
+    lo, hi = np.percentile(energy, [2.5, 97.5], axis=0)
+    return _Posterior(lo, hi, more_steps[m.group_of])
+
+
+def _more_steps_needed(
+    gram: np.ndarray, basis: np.ndarray, noise_var: float, spread: float, common_w: float
+) -> np.ndarray:
+    """How many times the windows each group needs for a 95% power interval within +/-20%.
+
+    Grows the evidence (the Gram matrix) by powers of two against a fixed prior spread; ``inf``
+    where even :data:`_MAX_MORE_STEPS` times as many windows like these would not do: the group's
+    time always comes mixed with the same others, so only different steps could separate it.
+    """
+    k_free = gram.shape[0]
+    needed = np.full(basis.shape[0], np.inf)
+    factor = 1.0
+    while factor <= _MAX_MORE_STEPS and np.isinf(needed).any():
+        cov = np.linalg.inv(factor * gram + (noise_var / spread**2) * np.eye(k_free))
+        sd_w = np.sqrt(noise_var * ((basis @ cov) * basis).sum(axis=1))
+        done = np.isinf(needed) & (1.96 * sd_w <= RESOLVED_REL * common_w)
+        needed[done] = factor
+        factor *= 2.0
+    return needed
+
+
+def _complement_basis(weights: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (columns) of the vectors ``v`` with ``weights @ v == 0``."""
+    k = len(weights)
+    if k < 2 or not np.any(weights):
+        return np.zeros((k, 0))
+    q, _ = np.linalg.qr(np.column_stack([weights, np.eye(k)[:, : k - 1]]))
+    return q[:, 1:k]
+
+
 def _unresolved(
-    energy: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float, steps: int
+    energy: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    total: float,
+    steps: int,
+    more_steps: np.ndarray,
 ) -> list[tuple[int, float, int]]:
-    """Columns with a noticeable share whose interval is wider than RESOLVED_REL, worst first."""
+    """Columns with a noticeable share whose interval is wider than RESOLVED_REL, by energy.
+
+    Each entry is ``(column, relative half-width, steps needed)``; steps needed is 0 where more
+    steps like these would not help (the windows cannot tell the column from its neighbours).
+    """
     out = []
     for c in np.argsort(-energy):
         if total <= 0 or energy[c] < 0.005 * total:
             break
         rel = float((hi[c] - lo[c]) / (2 * energy[c]))
         if rel > RESOLVED_REL:
-            needed = int(np.ceil(max(steps, 1) * (rel / RESOLVED_REL) ** 2))
+            # Noise shrinks as 1/sqrt(steps); mixing with other layers may take more (or never).
+            factor = max((rel / RESOLVED_REL) ** 2, float(more_steps[c]))
+            needed = 0 if np.isinf(factor) else int(np.ceil(max(steps, 1) * factor))
             out.append((int(c), rel, needed))
     return out

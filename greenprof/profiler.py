@@ -390,10 +390,14 @@ def _warnings(
     for column, rel, needed in result.unresolved[:MAX_RESOLUTION_WARNINGS]:
         module = names[column][0] or "(root)"
         phase = PHASE_NAMES[table.columns[column][1]]
-        out.append(
-            f"{module} ({phase}): ±{rel:.0%} after {steps} steps is noise-level; "
-            f"about {needed} steps would resolve it to ±20%"
-        )
+        if needed:
+            advice = f"about {needed} steps would resolve it to ±20%"
+        else:
+            advice = (
+                "the sensor's windows cannot tell its power from its neighbours'; more steps "
+                "alike will not help, longer steps or a faster-updating sensor would"
+            )
+        out.append(f"{module} ({phase}): ±{rel:.0%} after {steps} steps is noise-level; {advice}")
     extra = len(result.unresolved) - MAX_RESOLUTION_WARNINGS
     if extra > 0:
         out.append(f"... and {extra} more layers not resolved to ±20%")
