@@ -172,7 +172,8 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'model':12} {'power map':9} {'update':>10} {'steps':>5}  {'method':10} {'chosen':10}"
-        f" {'total':>7} {'w.median':>8} {'worst10':>8}"
+        f" {'total':>7} {'w.median':>8} {'worst10':>8} {'share':>7} {'worst>1%':>8}"
+        f" {'covered':>7}"
     )
     summary: dict[str, list[tuple[float, float]]] = {}
     for i, (model_name, kind, update) in enumerate(
@@ -190,12 +191,14 @@ def main() -> None:
                 f" {total_err:7.2%} {median:8.2%} {worst:8.2%} {share:7.2%} {worst_major:8.2%}"
                 f" {coverage:7.0%}"
             )
-    print("\nacross all cases (median of the case figures):")
+    print("\nacross all cases (median of the case figures; coverage: mean over cases):")
     for method, figures in summary.items():
         arr = np.array(figures)
         print(
             f"  {method:10} weighted-median error {np.median(arr[:, 0]):6.2%}, "
-            f"worst-of-top-10 {np.median(arr[:, 1]):6.2%} (max over cases {arr[:, 1].max():6.2%})"
+            f"worst-of-top-10 {np.median(arr[:, 1]):6.2%} (max over cases {arr[:, 1].max():6.2%}), "
+            f"worst of layers >= 1% {np.median(arr[:, 3]):6.2%}, "
+            f"top-10 truth inside the 95% interval {arr[:, 2].mean():4.0%}"
         )
 
 

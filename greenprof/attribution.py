@@ -14,9 +14,12 @@ phase) that ran in it, by one of two models:
 The model is chosen by evidence: cross-validated prediction error of window energies over contiguous
 folds; the fit must beat the time split by more than twice the standard error of its gain. When the
 time split is kept although the fit predicted better, each interval still reaches the fit's figure:
-the data did not rule it out. Uncertainty comes from a block bootstrap
-over windows (refitting the power model each time). Every window's energy is split completely, so
-the rows add up to the sensor's measured total.
+the data did not rule it out. Uncertainty has two sources, and each interval covers both: noise,
+from a block bootstrap over windows (refitting the power model each time), and how far each layer's
+power may stray from the others' where the windows cannot tell, from a Bayesian model of per-group
+power whose spread is weighed by evidence (a layer that always shares its windows with the same
+neighbours keeps a wide interval however long the run). Every window's energy is split completely,
+so the rows add up to the sensor's measured total.
 """
 
 from __future__ import annotations
