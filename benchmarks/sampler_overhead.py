@@ -6,8 +6,11 @@ the profiler takes from the user's program. It does this twice: with the main th
 with the main thread busy running Python (holding the GIL), which is what a training loop does
 between CUDA calls; the second run also shows whether the sampler keeps its pace.
 
+With --slow-counter-ms P it adds a simulated counter that updates every P ms (as NVML's energy
+does), so the cost of polling faster around its updates shows too; samples/s then counts reads.
+
 Usage:
-    python benchmarks/sampler_overhead.py [--seconds 5] [--intervals-ms 10 1]
+    python benchmarks/sampler_overhead.py [--seconds 5] [--intervals-ms 10 1] [--slow-counter-ms 50]
 """
 
 from __future__ import annotations
@@ -18,9 +21,38 @@ import threading
 import time
 
 from greenprof.sampler import THREAD_NAME, Sampler
-from greenprof.sensors import detect
+from greenprof.sensors import Sensor, detect
 
 TARGET_SHARE_AT_10_MS = 0.01  # of one core
+
+
+class Counted(Sensor):
+    """Wraps a sensor and counts its reads (stored samples are fewer: equal readings collapse)."""
+
+    def __init__(self, inner: Sensor) -> None:
+        self.inner = inner
+        self.name, self.device, self.measured = inner.name, inner.device, inner.measured
+        self.reads = 0
+
+    def energy_j(self) -> float:
+        self.reads += 1
+        return self.inner.energy_j()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SlowCounter(Sensor):
+    """A counter that moves only every ``period_s``, like NVML's energy: 100 W in steps."""
+
+    name, device, measured = "slow-counter", "sim", True
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.t0 = time.perf_counter()
+
+    def energy_j(self) -> float:
+        return (time.perf_counter() - self.t0) // self.period_s * self.period_s * 100.0
 
 
 def sampler_thread() -> threading.Thread:
@@ -36,6 +68,8 @@ def busy_python(until: float) -> None:
 
 
 def measure(sensors, interval_s: float, seconds: float, busy: bool) -> dict[str, float]:
+    for sensor in sensors:
+        sensor.reads = 0
     sampler = Sampler(sensors, interval_s=interval_s)
     sampler.start()
     try:
@@ -48,7 +82,7 @@ def measure(sensors, interval_s: float, seconds: float, busy: bool) -> dict[str,
         cpu1_ns, wall1 = time.clock_gettime_ns(cpu_clock), time.perf_counter()
     finally:
         sampler.stop()
-    samples = min(len(t_ns) for t_ns, _ in sampler.series().values())
+    samples = min(s.reads for s in sensors)
     wall_s = wall1 - wall0
     cpu_s = (cpu1_ns - cpu0_ns) / 1e9
     return {
@@ -63,11 +97,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
     parser.add_argument("--intervals-ms", type=float, nargs="+", default=[10.0, 1.0])
+    parser.add_argument(
+        "--slow-counter-ms", type=float, default=0.0, help="add a counter updating this often"
+    )
     args = parser.parse_args()
     # Missed ticks show in the samples/s column; the sampler's warning about them would interleave.
     logging.getLogger("greenprof.sampler").setLevel(logging.ERROR)
 
-    sensors = detect()
+    found = detect() + ([SlowCounter(args.slow_counter_ms / 1000)] if args.slow_counter_ms else [])
+    sensors = [Counted(s) for s in found]
     print("sensors:", ", ".join(f"{s.name} ({s.device})" for s in sensors))
     print(
         f"{'interval':>9} {'main thread':>12} {'CPU % of a core':>16} {'us/sample':>10} "

@@ -4,9 +4,16 @@ The result is one ``(t_ns, energy_j)`` series per sensor, timestamped with the c
 use. :meth:`Sampler.start` and :meth:`Sampler.stop` each take one sample themselves, so the series
 always brackets the profiled code, however short.
 
-Memory stays bounded on runs of any length: each sensor's samples live in preallocated arrays;
-when they fill up, every other interior sample is dropped and from then on only every other new
-sample is kept (the first and the newest always are). Energy is cumulative, so thinning loses time
+Counters that update slower than they are polled (NVML's energy every 20-100 ms) only say that
+an update happened somewhere between two polls. Once such a counter's shortest gap between updates
+is known, the sampler polls ten times faster from shortly before its next update is due until it
+sees it, so each update is placed to a tenth of the interval at a fraction of the cost of polling
+that fast throughout.
+
+Memory stays bounded on runs of any length: a run of equal readings keeps only its first and newest
+sample (only changes carry timing); each sensor's samples live in preallocated arrays; when they
+fill up, every other interior sample is dropped and from then on only every other new sample is
+kept (the first and the newest always are). Energy is cumulative, so thinning loses time
 resolution, never joules.
 """
 
@@ -16,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,6 +41,13 @@ THREAD_NAME = "greenprof-sampler"
 
 #: How long stop() waits for a sensor read in progress before giving up on the thread.
 _JOIN_TIMEOUT_S = 5.0
+
+#: Polls per interval while a slow counter's update is due.
+REFINE_FACTOR = 10
+#: Gaps between updates remembered to predict the next one.
+_GAP_HISTORY = 32
+#: Fine polling starts this fraction of the shortest gap after the last update's earliest time.
+_DUE_FRACTION = 0.9
 
 Series = tuple[np.ndarray, np.ndarray]
 
@@ -60,6 +75,11 @@ class _Buffer:
         return float(self.energy_j[self.n - 1]) if self.n else None
 
     def append(self, t_ns: int, energy_j: float) -> None:
+        n = self.n
+        if n >= 2 and energy_j == self.energy_j[n - 1] == self.energy_j[n - 2]:
+            # A run of equal readings: only its first and newest sample carry timing.
+            self.t_ns[n - 1] = t_ns
+            return
         seq = self._next_seq
         self._next_seq += 1
         i = self.n if (self._tail_committed or self.n == 0) else self.n - 1
@@ -84,6 +104,48 @@ class _Buffer:
 
     def copy(self) -> Series:
         return self.t_ns[: self.n].copy(), self.energy_j[: self.n].copy()
+
+
+class _UpdateWatch:
+    """Predicts when a slowly updating counter changes next, so polls can bracket the update.
+
+    An update seen at poll ``hi`` happened after the previous poll ``lo``. The gap between two
+    updates is at least ``lo`` of the second minus ``hi`` of the first; the shortest of the recent
+    such bounds predicts the earliest next update. Counters that change at most polls (RAPL, the
+    CPU estimate) have bounds near zero and are never refined.
+    """
+
+    def __init__(self, interval_ns: int) -> None:
+        self.interval_ns = interval_ns
+        self._last: tuple[int, float] | None = None
+        self._update_hi_ns: int | None = None
+        self._gaps_ns: deque[int] = deque(maxlen=_GAP_HISTORY)
+        self._due_ns: int | None = None
+        self._give_up_ns = 0
+
+    def observe(self, t_ns: int, energy_j: float) -> None:
+        """Take one reading of the counter."""
+        last = self._last
+        self._last = (t_ns, energy_j)
+        if last is None or energy_j == last[1]:
+            if self._due_ns is not None and t_ns > self._give_up_ns:
+                self._due_ns = None  # the update never came (counter paused): stop refining
+            return
+        update_lo_ns = last[0]
+        if self._update_hi_ns is not None:
+            self._gaps_ns.append(update_lo_ns - self._update_hi_ns)
+        self._update_hi_ns = t_ns
+        self._due_ns = None
+        gaps = sorted(self._gaps_ns)
+        # Refine counters whose typical gap spans unchanged polls; a bound near zero only makes
+        # fine polling start early, and once edges are fine the bounds are tight too.
+        if len(gaps) >= 3 and gaps[len(gaps) // 2] >= self.interval_ns:
+            self._due_ns = update_lo_ns + int(_DUE_FRACTION * max(gaps[0], 0))
+            self._give_up_ns = t_ns + 2 * gaps[-1] + 2 * self.interval_ns
+
+    def due_in_ns(self, now_ns: int) -> int | None:
+        """Nanoseconds until fine polling should start (<= 0: now), or None when not needed."""
+        return None if self._due_ns is None else self._due_ns - now_ns
 
 
 class Sampler:
@@ -137,6 +199,8 @@ class Sampler:
         self._clock = clock
         self._active = list(sensors)
         self._buffers = {s.name: _Buffer(capacity) for s in sensors}
+        interval_ns = int(self.interval_s * 1e9)
+        self._watches = {s.name: _UpdateWatch(interval_ns) for s in sensors}
         self._lock = threading.Lock()  # guards the buffers against series() from other threads
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -188,17 +252,35 @@ class Sampler:
 
     def _run(self) -> None:
         # Event.wait paces the loop so that stop() wakes it at once.
+        fine_s = self.interval_s / REFINE_FACTOR
         next_tick = time.perf_counter() + self.interval_s
-        while not self._stop_event.wait(max(next_tick - time.perf_counter(), 0.0)):
+        wake = next_tick
+        while not self._stop_event.wait(max(wake - time.perf_counter(), 0.0)):
             self.sample_once()
-            self._ticks += 1
-            next_tick += self.interval_s
-            behind_s = time.perf_counter() - next_tick
-            if behind_s > 0:
-                # Skip the ticks already missed rather than sampling in a burst to catch up.
-                missed = int(behind_s // self.interval_s) + 1
-                self._missed_ticks += missed
-                next_tick += missed * self.interval_s
+            now = time.perf_counter()
+            if now >= next_tick:
+                self._ticks += 1
+                next_tick += self.interval_s
+                behind_s = now - next_tick
+                if behind_s > 0:
+                    # Skip the ticks already missed rather than sampling in a burst to catch up.
+                    missed = int(behind_s // self.interval_s) + 1
+                    self._missed_ticks += missed
+                    next_tick += missed * self.interval_s
+            wake = next_tick
+            due_ns = self._refine_due_in_ns()
+            if due_ns is not None:
+                wake = min(wake, now + max(due_ns * 1e-9, fine_s))
+
+    def _refine_due_in_ns(self) -> int | None:
+        """Nanoseconds until some slow counter's update is due, or None when none is watched."""
+        now_ns = self._clock()
+        due = [
+            d
+            for name, watch in self._watches.items()
+            if (d := watch.due_in_ns(now_ns)) is not None and name not in self.failures
+        ]
+        return min(due) if due else None
 
     # ------------------------------------------------------------- sampling
     def sample_once(self) -> None:
@@ -224,6 +306,7 @@ class Sampler:
                     self._drop_locked(name, f"energy went backwards ({last_j} -> {energy_j} J)")
                 else:
                     buffer.append(t_ns, energy_j)
+                    self._watches[name].observe(t_ns, energy_j)
 
     def _fail(self, sensor: Sensor, reason: str) -> None:
         with self._lock:

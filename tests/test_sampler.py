@@ -247,3 +247,92 @@ def test_mean_power_over_a_short_window():
 
     assert power_w["steady"] == pytest.approx(50.0, rel=0.01)  # stamps vs the replay clock
     assert "unplugged" in power_w["flaky"]
+
+
+class Stepped(Sensor):
+    """A counter that moves by one joule on every ``every``-th read, like a slow hardware one."""
+
+    measured = True
+    device = "sim"
+    name = "stepped"
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.calls = 0
+
+    def energy_j(self) -> float:
+        self.calls += 1
+        return float((self.calls - 1) // self.every)
+
+
+def test_a_run_of_equal_readings_keeps_its_first_and_newest_sample():
+    sampler = Sampler([Stepped(every=4)], clock=Ticking())
+    for _ in range(10):
+        sampler.sample_once()
+
+    t_ns, energy_j = sampler.series()["stepped"]
+    # Reads 0-3 give 0 J, 4-7 give 1 J, 8-9 give 2 J; only the ends of each run remain.
+    assert energy_j.tolist() == [0, 0, 1, 1, 2, 2]
+    assert (t_ns // 1_000_000).tolist() == [1, 7, 9, 15, 17, 19]
+
+
+def watch_after(updates_ms: list[float], poll_ms: float = 10.0, until_ms: float | None = None):
+    """An _UpdateWatch fed the polls of a counter that moves at ``updates_ms``."""
+    from greenprof.sampler import _UpdateWatch
+
+    watch = _UpdateWatch(int(poll_ms * 1e6))
+    end_ms = until_ms if until_ms is not None else updates_ms[-1] + poll_ms
+    t_ms = 0.0
+    while t_ms <= end_ms:
+        watch.observe(int(t_ms * 1e6), float(sum(u <= t_ms for u in updates_ms)))
+        t_ms += poll_ms
+    return watch, int(t_ms * 1e6) - int(poll_ms * 1e6)
+
+
+def test_a_slow_counter_is_polled_finely_just_before_its_next_update():
+    # Updates every 50 ms at 5 ms past a poll: the last one, seen at poll 210 ms, came after 200.
+    watch, now_ns = watch_after([5.0 + 50 * k for k in range(1, 5)])
+    # Gaps are at least 50 - 10 = 40 ms; fine polling starts 0.9 x 40 ms after 200 ms.
+    assert watch.due_in_ns(now_ns) == pytest.approx((200 + 36 - 210) * 1e6, abs=1e3)
+
+
+def test_a_counter_changing_at_every_poll_is_not_refined():
+    watch, now_ns = watch_after([10.0 * k + 5 for k in range(30)])
+    assert watch.due_in_ns(now_ns) is None
+
+
+def test_refining_stops_when_the_counter_stops_moving():
+    updates = [5.0 + 50 * k for k in range(1, 5)]
+    watch, now_ns = watch_after(updates, until_ms=updates[-1] + 500)
+    assert watch.due_in_ns(now_ns) is None
+
+
+class WallStepped(Sensor):
+    """Moves every ``period_s`` of wall time; signals after ``updates`` moves were read."""
+
+    measured = True
+    device = "sim"
+    name = "wall-stepped"
+
+    def __init__(self, period_s: float, updates: int) -> None:
+        self.period_s = period_s
+        self.t0 = time.perf_counter()
+        self.updates = updates
+        self.reached = threading.Event()
+
+    def energy_j(self) -> float:
+        moves = (time.perf_counter() - self.t0) // self.period_s
+        if moves >= self.updates:
+            self.reached.set()
+        return float(moves)
+
+
+def test_the_thread_places_a_slow_counters_updates_finer_than_its_interval():
+    sensor = WallStepped(0.06, updates=16)
+    with Sampler([sensor], interval_s=0.02) as sampler:
+        assert sensor.reached.wait(WAIT_S)
+    t_ns, energy_j = sampler.series()["wall-stepped"]
+    changed = np.flatnonzero(np.diff(energy_j) != 0) + 1
+    widths_ms = (t_ns[changed] - t_ns[changed - 1]) / 1e6
+    # The first updates teach the gap at 20 ms; the later ones are bracketed at ~2 ms.
+    assert np.median(widths_ms[6:]) < 10.0
