@@ -30,6 +30,7 @@ from greenprof.cuda_clock import CudaClock, cuda_in_use
 from greenprof.errors import ProfilerError
 
 _grad_enabled = torch.is_grad_enabled
+_Tensor = torch.Tensor
 
 logger = logging.getLogger(__name__)
 
@@ -303,30 +304,32 @@ class HookRecorder:
             if stack:
                 stack.pop()
             if key >= 0 and _grad_enabled():
-                self._hook_backward(key, args, output)
+                out = output if type(output) is _Tensor else _first_grad_tensor(output)
+                node = None if out is None else out.grad_fn
+                if node is not None:
+                    self._hook_backward(key, args, out, node)
             if not stack:
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
 
-    def _hook_backward(self, key: int, args: Any, output: Any) -> None:
-        out = _first_grad_tensor(output)
-        if out is None or out.grad_fn is None:
-            return
-        node = out.grad_fn
-        self._node_hook(node).starts.append(key)
-        inp = _first_grad_tensor(args)
+    def _hook_backward(self, key: int, args: Any, out: torch.Tensor, node: Any) -> None:
+        """Time the backward of a module whose output ``out`` was made by autograd node ``node``."""
+        self._node_hook(node).starts += (key,)
+        inp = args[0] if args else None
+        if type(inp) is not _Tensor or not inp.requires_grad:
+            inp = _first_grad_tensor(args)
         source = None if inp is None or inp is out else inp.grad_fn
         if source is None:
             # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
             # or it was modified in place): backward ends with the output's node, exact for
             # single-operation modules such as Embedding. Never hook a leaf: it outlives the
             # step, and its hooks would pile up.
-            node.register_hook(_BackwardEnd(self, [key]))
+            node.register_hook(_BackwardEnd(self, key))
             return
         # Backward ends when the node that made the input is about to run: in a chain that is
         # the node where the previous module's backward starts, so one hook serves both.
-        self._node_hook(source).ends.append(key)
+        self._node_hook(source).ends += (key,)
 
     def _node_hook(self, node: Any) -> _NodeHook:
         """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
@@ -337,16 +340,13 @@ class HookRecorder:
             node.register_prehook(hook)
         return hook
 
-    def _backward_start(self, keys: list[int], t_ns: int) -> None:
-        # Outermost module first, so that the innermost one ends up on top of the stack.
-        for key in reversed(keys):
-            self._emit(BWD_ENTER, key, t_ns)
-        if not self._in_backward:
-            self._in_backward = True
-            try:
-                torch.autograd.Variable._execution_engine.queue_callback(self._backward_pass_end)
-            except RuntimeError:
-                self._in_backward = False
+    def _queue_pass_end(self) -> None:
+        """Have the autograd engine call us back when the running backward pass ends."""
+        self._in_backward = True
+        try:
+            torch.autograd.Variable._execution_engine.queue_callback(self._backward_pass_end)
+        except RuntimeError:
+            self._in_backward = False
 
     def _backward_pass_end(self) -> None:
         self._in_backward = False
@@ -380,41 +380,55 @@ class HookRecorder:
 
 
 class _NodeHook:
-    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start."""
+    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start.
+
+    The keys are tuples, empty until a module is added: most nodes end one module and start
+    another, and an empty tuple costs no allocation.
+    """
 
     __slots__ = ("recorder", "starts", "ends")
 
     def __init__(self, recorder: HookRecorder) -> None:
         self.recorder = recorder
-        self.starts: list[int] = []
-        self.ends: list[int] = []
+        self.starts: tuple[int, ...] = ()
+        self.ends: tuple[int, ...] = ()
 
     def __call__(self, grad_outputs: Any) -> None:
+        recorder = self.recorder
         try:
-            recorder = self.recorder
             t_ns = recorder._clock()
-            for key in self.ends:
-                recorder._emit(BWD_EXIT, key, t_ns)
-            if self.starts:
-                recorder._backward_start(self.starts, t_ns)
+            # Outermost module first, so that the innermost one ends up on top of the stack.
+            if recorder.cuda is None:
+                append = recorder.events.append
+                for key in self.ends:
+                    append((t_ns, BWD_EXIT, key))
+                for key in reversed(self.starts):
+                    append((t_ns, BWD_ENTER, key))
+            else:
+                for key in self.ends:
+                    recorder._emit(BWD_EXIT, key, t_ns)
+                for key in reversed(self.starts):
+                    recorder._emit(BWD_ENTER, key, t_ns)
+            if self.starts and not recorder._in_backward:
+                recorder._queue_pass_end()
         except Exception:
-            self.recorder._fault("backward hook")
+            recorder._fault("backward hook")
 
 
 class _BackwardEnd:
-    """Hook where the listed modules' backward ends (their input's gradient is complete)."""
+    """Post-hook on an autograd node where one module's backward ends (its output's node ran)."""
 
-    __slots__ = ("recorder", "keys")
+    __slots__ = ("recorder", "key")
 
-    def __init__(self, recorder: HookRecorder, keys: list[int]) -> None:
+    def __init__(self, recorder: HookRecorder, key: int) -> None:
         self.recorder = recorder
-        self.keys = keys
+        self.key = key
 
-    def __call__(self, *grads: Any) -> None:
-        recorder = self.recorder
-        t_ns = recorder._clock()
-        for key in self.keys:
-            recorder._emit(BWD_EXIT, key, t_ns)
+    def __call__(self, grad_inputs: Any, grad_outputs: Any) -> None:
+        try:
+            self.recorder._emit(BWD_EXIT, self.key)
+        except Exception:
+            self.recorder._fault("backward hook")
 
 
 def _first_grad_tensor(value: Any) -> torch.Tensor | None:

@@ -233,3 +233,21 @@ def test_no_hook_is_left_on_a_leaf_input_between_steps():
             model(x).sum().backward()
     assert not x._backward_hooks
     assert set(names_of(rec, hooks.BWD_EXIT)) == {"", "0", "1"}
+
+
+def test_backward_ends_at_the_first_input_that_needs_a_gradient_not_the_first_argument():
+    class Masked(nn.Module):
+        def forward(self, mask, x):
+            return x * mask
+
+    lin, masked = nn.Linear(4, 4), Masked()
+    with HookRecorder() as rec:
+        masked(torch.ones(2, 4), lin(torch.randn(2, 4))).sum().backward()
+    times = {
+        (rec.keys[k].type_name, c): t
+        for t, c, k in rec.events
+        if c in (hooks.BWD_ENTER, hooks.BWD_EXIT)
+    }
+    # One node hook serves both: Masked's backward ends where Linear's starts.
+    assert times[("Masked", hooks.BWD_EXIT)] == times[("Linear", hooks.BWD_ENTER)]
+    assert times[("Masked", hooks.BWD_ENTER)] < times[("Masked", hooks.BWD_EXIT)]
