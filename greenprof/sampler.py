@@ -252,41 +252,49 @@ class Sampler:
 
     def _run(self) -> None:
         # Event.wait paces the loop so that stop() wakes it at once.
-        fine_s = self.interval_s / REFINE_FACTOR
+        fine_ns = int(self.interval_s * 1e9) // REFINE_FACTOR
         next_tick = time.perf_counter() + self.interval_s
         wake = next_tick
         while not self._stop_event.wait(max(wake - time.perf_counter(), 0.0)):
-            self.sample_once()
-            now = time.perf_counter()
-            if now >= next_tick:
+            if time.perf_counter() < next_tick:
+                # Between ticks: read only the counters whose update is due.
+                self.sample_once(self._due_sensors(fine_ns))
+            else:
+                self.sample_once()
                 self._ticks += 1
                 next_tick += self.interval_s
-                behind_s = now - next_tick
+                behind_s = time.perf_counter() - next_tick
                 if behind_s > 0:
                     # Skip the ticks already missed rather than sampling in a burst to catch up.
                     missed = int(behind_s // self.interval_s) + 1
                     self._missed_ticks += missed
                     next_tick += missed * self.interval_s
             wake = next_tick
-            due_ns = self._refine_due_in_ns()
+            due_ns = self._next_due_ns()
             if due_ns is not None:
-                wake = min(wake, now + max(due_ns * 1e-9, fine_s))
+                wake = min(wake, time.perf_counter() + max(due_ns, fine_ns) * 1e-9)
 
-    def _refine_due_in_ns(self) -> int | None:
+    def _next_due_ns(self) -> int | None:
         """Nanoseconds until some slow counter's update is due, or None when none is watched."""
         now_ns = self._clock()
-        due = [
-            d
-            for name, watch in self._watches.items()
-            if (d := watch.due_in_ns(now_ns)) is not None and name not in self.failures
-        ]
+        watches = [self._watches[s.name] for s in self._active]
+        due = [d for w in watches if (d := w.due_in_ns(now_ns)) is not None]
         return min(due) if due else None
 
+    def _due_sensors(self, within_ns: int) -> list[Sensor]:
+        """Working sensors whose next update is due within ``within_ns``."""
+        now_ns = self._clock()
+        return [
+            s
+            for s in self._active
+            if (d := self._watches[s.name].due_in_ns(now_ns)) is not None and d <= within_ns
+        ]
+
     # ------------------------------------------------------------- sampling
-    def sample_once(self) -> None:
-        """Read every working sensor once and store the readings."""
+    def sample_once(self, sensors: Sequence[Sensor] | None = None) -> None:
+        """Read every working sensor (or only ``sensors``) once and store the readings."""
         readings: list[tuple[str, int, float]] = []
-        for sensor in list(self._active):
+        for sensor in list(self._active if sensors is None else sensors):
             t0_ns = self._clock()
             try:
                 energy_j = float(sensor.energy_j())
