@@ -227,6 +227,11 @@ def _attribute_sensor(
         lo = np.minimum(lo, posterior.energy_lo_j)
         hi = np.maximum(hi, posterior.energy_hi_j)
         more_steps = posterior.more_steps
+        # A power the windows never saw may be anywhere the prior allows.
+        band = 1.96 * PRIOR_POWER_SPREAD
+        unseen = posterior.unseen
+        lo[unseen] = np.minimum(lo[unseen], energy[unseen] * max(1.0 - band, 0.0))
+        hi[unseen] = np.maximum(hi[unseen], energy[unseen] * (1.0 + band))
     if total > 0 and end_unc > 0:
         # The split is scaled to the total, so the total's own uncertainty reaches every row.
         share_unc = energy * (end_unc / total)
@@ -432,6 +437,7 @@ class _Posterior:
     energy_lo_j: np.ndarray
     energy_hi_j: np.ndarray
     more_steps: np.ndarray  # times as many steps alike to know the power to +/-20%; inf: never
+    unseen: np.ndarray  # True where the windows say next to nothing about the column's power
 
 
 def _posterior_interval(
@@ -451,7 +457,9 @@ def _posterior_interval(
     if n < 2 or k < 1 or total <= 0 or d.sum() <= 0:
         # No say either way: an empty interval that min/max leave alone.
         nothing = np.zeros(n_columns)
-        return _Posterior(np.full(n_columns, np.inf), nothing, np.ones(n_columns))
+        return _Posterior(
+            np.full(n_columns, np.inf), nothing, np.ones(n_columns), nothing.astype(bool)
+        )
     common_w = float(d @ e) / float(d @ d)
     fit_residual = e - x @ choice.power
     noise_var = max(float(fit_residual @ fit_residual) / max(n - k, 1), 1e-30)
@@ -470,6 +478,7 @@ def _posterior_interval(
     log_prior = -0.5 * (relative / PRIOR_POWER_SPREAD) ** 2 + np.log(np.gradient(relative))
     means, roots, log_post = [], [], []
     more_steps = np.full(k, np.inf)
+    unseen = np.zeros(k, bool)
     for rel, lp in zip(relative, log_prior, strict=True):
         spread = rel * common_w
         if spread <= 0 or k_free == 0:
@@ -492,6 +501,10 @@ def _posterior_interval(
         log_post.append(lp - 0.5 * (log_det + quad))
         if rel == PRIOR_POWER_SPREAD:
             more_steps = _more_steps_needed(gram, basis, noise_var, spread, common_w)
+            # Groups whose variance the windows did not even halve: their power is the prior's
+            # guess alone, not to be narrowed by how alike the resolved groups turned out.
+            post_var = noise_var * ((basis @ (root @ root.T)) * basis).sum(axis=1)
+            unseen = post_var > 0.5 * spread**2 * (basis**2).sum(axis=1)
     weights = np.exp(np.array(log_post) - max(log_post))
     weights /= weights.sum()
     which = rng.choice(len(weights), size=_POSTERIOR_DRAWS, p=weights)
@@ -503,7 +516,7 @@ def _posterior_interval(
     sums = energy.sum(axis=1, keepdims=True)
     energy = np.divide(energy, sums, out=np.zeros_like(energy), where=sums > 0) * total
     lo, hi = np.percentile(energy, [2.5, 97.5], axis=0)
-    return _Posterior(lo, hi, more_steps[m.group_of])
+    return _Posterior(lo, hi, more_steps[m.group_of], unseen[m.group_of])
 
 
 def _more_steps_needed(

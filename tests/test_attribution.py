@@ -86,6 +86,8 @@ def test_layers_the_windows_cannot_separate_get_the_doubt_not_a_step_count():
     assert rel_err(result.energy_j, truth)[busy].max() > 0.3
     assert np.all(result.energy_lo_j[busy] <= truth[busy])
     assert np.all(truth[busy] <= result.energy_hi_j[busy])
+    # Nothing was seen of either power: the prior's whole band, not the resolved layers' spread.
+    assert np.all(result.energy_hi_j[busy] >= 1.9 * result.energy_j[busy])
     assert {c for c, _rel, _n in result.unresolved} == set(np.flatnonzero(busy))
     assert all(n == 0 or n > 1000 * table.steps for _c, _rel, n in result.unresolved)
 
