@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +22,7 @@ from greenprof.clock import now_ns
 from greenprof.sensors import Sensor
 
 OUTSIDE = "(outside modules)"
+_HISTORY_MAX = 200_000
 
 
 class GroundTruthSensor(Sensor):
@@ -63,9 +63,11 @@ class GroundTruthSensor(Sensor):
         self._t_last = now_ns()
         self._energy = 0.0
         self.true_j: dict[str, float] = {}
-        # (t_ns, true cumulative J) at every transition, to read the truth at past update instants.
-        self._history: deque[tuple[int, float]] = deque(maxlen=100_000)
-        self._history.append((self._t_last, 0.0))
+        # Time and true cumulative J at every transition, to read the truth at past update
+        # instants. Parallel lists, searched by bisection: a read must stay as quick as a hardware
+        # counter's (tens of microseconds), or the simulator itself would blur when it updated.
+        self._history_t: list[int] = [self._t_last]
+        self._history_j: list[float] = [0.0]
         self._next_update = self._t_last + self._draw_period()
         self._reported = 0.0
         self._reported_true = 0.0
@@ -99,7 +101,11 @@ class GroundTruthSensor(Sensor):
         self._energy += joules
         self.true_j[name] = self.true_j.get(name, 0.0) + joules
         self._t_last = t
-        self._history.append((t, self._energy))
+        self._history_t.append(t)
+        self._history_j.append(self._energy)
+        if len(self._history_t) > _HISTORY_MAX:
+            # Updates only ever look back one period: the old half can go.
+            del self._history_t[: _HISTORY_MAX // 2], self._history_j[: _HISTORY_MAX // 2]
 
     def _enter(self, module: torch.nn.Module, args: object) -> None:
         if id(module) in self._names:
@@ -119,13 +125,11 @@ class GroundTruthSensor(Sensor):
         return int(self._rng.uniform(low, high) * 1e9)
 
     def _true_at(self, t_ns: int) -> float:
-        times = [h[0] for h in self._history]
-        i = bisect.bisect_right(times, t_ns) - 1
-        t0, e0 = self._history[max(i, 0)]
-        watts = self._outside_w
-        if i + 1 < len(self._history):
-            t1, e1 = self._history[i + 1]
-            watts = (e1 - e0) / max(t1 - t0, 1) * 1e9
+        times, energies = self._history_t, self._history_j
+        i = max(bisect.bisect_right(times, t_ns) - 1, 0)
+        t0, e0 = times[i], energies[i]
+        if i + 1 < len(times):
+            watts = (energies[i + 1] - e0) / max(times[i + 1] - t0, 1) * 1e9
         else:
             watts = self._current_power()[1]
         return e0 + watts * (t_ns - t0) * 1e-9
