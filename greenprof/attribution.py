@@ -545,7 +545,9 @@ def _complement_basis(weights: np.ndarray) -> np.ndarray:
     k = len(weights)
     if k < 2 or not np.any(weights):
         return np.zeros((k, 0))
-    q, _ = np.linalg.qr(np.column_stack([weights, np.eye(k)[:, : k - 1]]))
+    # With the unit vector of the largest weight left out, the columns span everything.
+    others = np.delete(np.eye(k), int(np.argmax(np.abs(weights))), axis=1)
+    q, _ = np.linalg.qr(np.column_stack([weights, others]))
     return q[:, 1:k]
 
 

@@ -144,3 +144,14 @@ def test_short_columns_share_a_power_with_their_class():
     assert n_groups == 4
     _, pooled = _fit_groups(times, None)
     assert pooled[2] == pooled[3] == pooled[4]
+
+
+@pytest.mark.parametrize("weights", [[3.0, 1.0, 2.0], [3.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+def test_power_deviations_never_move_the_total(weights):
+    from greenprof.attribution import _complement_basis
+
+    w = np.array(weights)
+    basis = _complement_basis(w)
+    assert basis.shape == (3, 2)
+    assert np.allclose(w @ basis, 0.0)
+    assert np.allclose(basis.T @ basis, np.eye(2))
