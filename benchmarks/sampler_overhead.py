@@ -7,7 +7,8 @@ with the main thread busy running Python (holding the GIL), which is what a trai
 between CUDA calls; the second run also shows whether the sampler keeps its pace.
 
 With --slow-counter-ms P it adds a simulated counter that updates every P ms (as NVML's energy
-does), so the cost of polling faster around its updates shows too; samples/s then counts reads.
+does), so the cost of polling faster around its updates shows too; the last column then gives its
+reads per second as well.
 
 Usage:
     python benchmarks/sampler_overhead.py [--seconds 5] [--intervals-ms 10 1] [--slow-counter-ms 50]
@@ -83,12 +84,14 @@ def measure(sensors, interval_s: float, seconds: float, busy: bool) -> dict[str,
     finally:
         sampler.stop()
     samples = min(s.reads for s in sensors)
+    reads_hz = {s.name: s.reads / (wall1 - wall0) for s in sensors}
     wall_s = wall1 - wall0
     cpu_s = (cpu1_ns - cpu0_ns) / 1e9
     return {
         "share": cpu_s / wall_s,
         "per_sample_us": cpu_s / max(samples - 2, 1) * 1e6,
         "rate_hz": samples / wall_s,
+        "slow_hz": reads_hz.get(SlowCounter.name, 0.0),
         "wanted_hz": 1.0 / interval_s,
     }
 
@@ -119,6 +122,7 @@ def main() -> None:
                     f"{interval_ms:>7g}ms {'busy' if busy else 'idle':>12} "
                     f"{row['share'] * 100:>15.3f}% {row['per_sample_us']:>10.1f} "
                     f"{row['rate_hz']:>7.0f} of {row['wanted_hz']:<6.0f}"
+                    + (f" slow counter read {row['slow_hz']:.0f}/s" if row["slow_hz"] else "")
                 )
                 if interval_ms == 10.0 and not busy:
                     verdict = "meets" if row["share"] <= TARGET_SHARE_AT_10_MS else "MISSES"
