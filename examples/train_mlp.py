@@ -24,11 +24,11 @@ LINES_PER_KIND = 3000
 class BytesMLP(nn.Module):
     """Mean of byte embeddings, then a two-layer MLP."""
 
-    def __init__(self, classes: int, width: int = 256):
+    def __init__(self, classes: int, width: int = 1024):
         super().__init__()
-        self.embed = nn.EmbeddingBag(VOCAB_SIZE, 64, mode="mean", padding_idx=0)
+        self.embed = nn.EmbeddingBag(VOCAB_SIZE, 128, mode="mean", padding_idx=0)
         self.mlp = nn.Sequential(
-            nn.Linear(64, width),
+            nn.Linear(128, width),
             nn.ReLU(),
             nn.Linear(width, width),
             nn.ReLU(),
