@@ -24,6 +24,7 @@ from greenprof.sensors import Sensor, detect
 from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
 from greenprof.session import LAYER_COLUMNS, OUTSIDE_MODULE, Session
 from greenprof.timeline import OUTSIDE_KEY, PHASE_NAMES, Timeline, TimeTable
+from greenprof.windows import union_of_gaps, update_gaps
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             raise
         self._started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self._timeline = Timeline(
-            now_ns(), int(self.interval_s * 1e9) // 10, trace_steps=self.trace_steps
+            now_ns(),
+            int(self.interval_s * 1e9) // 10,
+            trace_steps=self.trace_steps,
+            gaps=self._known_gaps,
         )
         recorder.step_callback = self._maybe_drain
         self._recorder = recorder
@@ -145,6 +149,12 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if self.time_table is None or self._recorder is None:
             raise ProfilerError("the profile has not finished yet")
         return _column_names(self.time_table, self._recorder.keys)
+
+    def _known_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every sensor's update gaps so far, merged: where the timeline must keep fine cells."""
+        assert self._sampler is not None
+        series = self._sampler.series().values()
+        return union_of_gaps([update_gaps(t_ns, energy_j)[:2] for t_ns, energy_j in series])
 
     def _maybe_drain(self) -> None:
         recorder, timeline = self._recorder, self._timeline

@@ -3,12 +3,16 @@
 The timeline walks the events once, keeping a stack of what is running. Every interval between two
 events belongs to the innermost entry on the stack (self time), or to the "outside modules" row when
 nothing runs. Memory stays O(modules): self time is aggregated as it comes, into per-column totals
-and into a bounded number of time bins (adjacent bins merge when the run outgrows them). Only the
-first ``trace_steps`` steps keep individual spans, for the report's timeline view and trace export.
+and into a bounded number of time cells. Cells start as fine bins (a tenth of the sampling
+interval); when there are too many, cells of a layer that lie between two known sensor updates
+merge (the power fit only needs to know which window a layer's time fell in, and exactly where
+only around an update), so a long run keeps its precision where it matters. Only the first
+``trace_steps`` steps keep individual spans, for the report's timeline view and trace export.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,8 +53,9 @@ class TimeTable:
         self_ns: self time per column, nanoseconds.
         t_start_ns: start of the covered interval (clock of :mod:`greenprof.clock`).
         t_end_ns: end of the covered interval.
-        bin_ns: width of one time bin.
-        bin_index: bin of each stored (bin, column) cell.
+        bin_ns: width of the finest time bin.
+        bin_start_ns: start of each stored (time span, column) cell.
+        bin_end_ns: end of each stored cell (a cell's time is spread evenly over its span).
         bin_column: column of each stored cell.
         bin_self_ns: self time in each stored cell.
         trace: ``(column, t0_ns, t1_ns, depth)`` per recorded span (bounded).
@@ -64,7 +69,8 @@ class TimeTable:
     t_start_ns: int
     t_end_ns: int
     bin_ns: int
-    bin_index: np.ndarray
+    bin_start_ns: np.ndarray
+    bin_end_ns: np.ndarray
     bin_column: np.ndarray
     bin_self_ns: np.ndarray
     trace: list[tuple[int, int, int, int]] = field(default_factory=list)
@@ -72,10 +78,8 @@ class TimeTable:
     inconsistencies: int = 0
 
     def binned(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``(bin_start_ns, bin_end_ns, columns x bins)`` cell arrays clipped to the run."""
-        starts = self.t_start_ns + self.bin_index.astype(np.int64) * self.bin_ns
-        ends = np.minimum(starts + self.bin_ns, self.t_end_ns)
-        return starts, ends, self.bin_self_ns
+        """Return ``(start_ns, end_ns, self_ns)`` of every cell, clipped to the run."""
+        return self.bin_start_ns, np.minimum(self.bin_end_ns, self.t_end_ns), self.bin_self_ns
 
 
 class Timeline:
@@ -83,11 +87,12 @@ class Timeline:
 
     Args:
         t_start_ns: start of the profiled interval.
-        bin_ns: initial width of a time bin; a tenth of the sampling interval keeps the power fit
-            sharp (coarser bins blur which layer ran on which side of a counter update).
-        max_bins: bins kept before adjacent bins are merged (memory bound).
-        max_cells: stored (bin, column) cells before bins are merged (memory bound: 16 bytes
-            a cell).
+        bin_ns: width of a time bin; a tenth of the sampling interval keeps the power fit sharp
+            (coarser bins blur which layer ran on which side of a counter update).
+        max_cells: stored cells before cells are merged (memory bound: 28 bytes a cell).
+        gaps: returns the sensors' known update gaps so far, ``(lo_ns, hi_ns)`` sorted and
+            disjoint (each update happened somewhere inside its gap); cells between two gaps
+            merge first. None: cells merge on a coarser regular grid.
         trace_steps: steps whose individual spans are kept.
         max_trace_spans: hard cap on kept spans.
     """
@@ -97,15 +102,15 @@ class Timeline:
         t_start_ns: int,
         bin_ns: int,
         *,
-        max_bins: int = 32768,
         max_cells: int = 200_000,
+        gaps: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
         trace_steps: int = 20,
         max_trace_spans: int = 200_000,
     ) -> None:
         self.t_start_ns = t_start_ns
         self.bin_ns = max(1, int(bin_ns))
-        self.max_bins = max_bins
         self.max_cells = max_cells
+        self._gaps = gaps
         self.trace_steps = trace_steps
         self.max_trace_spans = max_trace_spans
         self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
@@ -196,7 +201,8 @@ class Timeline:
             t_start_ns=self.t_start_ns,
             t_end_ns=t_end_ns,
             bin_ns=self.bin_ns,
-            bin_index=cells.index,
+            bin_start_ns=cells.start,
+            bin_end_ns=cells.end,
             bin_column=cells.column,
             bin_self_ns=cells.self_ns,
             trace=list(self.trace),
@@ -264,15 +270,15 @@ class Timeline:
         self._self_ns = grown + per_column
         new = self._cut_into_bins(start, end, column)
         tail = _Cells.join([self._tail, new]).summed()
-        if tail.max_bin() >= self.max_bins or self._frozen_cells + len(tail) > self.max_cells:
-            tail = self._merge(_Cells.join([*self._frozen, tail]))
-            self._frozen, self._frozen_cells = [], 0
         # Time only moves forward: every bin before the newest one is final.
-        done = tail.index < tail.max_bin()
+        done = tail.start < tail.newest()
         if done.any():
             self._frozen.append(tail.select(done))
             self._frozen_cells += int(done.sum())
         self._tail = tail.select(~done)
+        if self._frozen_cells > self.max_cells:
+            frozen = self._compact(_Cells.join(self._frozen))
+            self._frozen, self._frozen_cells = [frozen], len(frozen)
 
     def _cut_into_bins(self, start: np.ndarray, end: np.ndarray, column: np.ndarray) -> _Cells:
         """Cells of self time from segments, each cut at the bin edges it crosses."""
@@ -282,56 +288,106 @@ class Timeline:
         pieces = last - first + 1
         segment = np.repeat(np.arange(len(start)), pieces)
         offset = np.arange(len(segment)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-        index = first[segment] + offset
-        bin_start = self.t_start_ns + index * width
+        bin_start = self.t_start_ns + (first[segment] + offset) * width
         piece_start = np.maximum(start[segment], bin_start)
         piece_end = np.minimum(end[segment], bin_start + width)
-        return _Cells(index, column[segment], (piece_end - piece_start).astype(np.float64))
+        return _Cells(
+            bin_start, bin_start + width, column[segment], (piece_end - piece_start).astype(float)
+        )
 
-    def _merge(self, cells: _Cells) -> _Cells:
-        """Halve the time resolution until bins and cells are within their bounds."""
-        # Merging adjacent bins leaves every total unchanged; only the resolution halves.
-        while cells.max_bin() >= self.max_bins or len(cells) > self.max_cells:
-            cells = _Cells(cells.index // 2, cells.column, cells.self_ns).summed()
-            self.bin_ns *= 2
-        return cells
+    def _compact(self, cells: _Cells) -> _Cells:
+        """Merge cells until at most half the cell budget is used; totals never change.
+
+        First each layer's cells between two known sensor updates become one: the windows the
+        power fit sees are unchanged. When that is not enough, every other update is passed over
+        (as if the sensor had updated half as often), and so on; with no updates known, cells
+        merge on a regular grid that doubles.
+        """
+        target = self.max_cells // 2
+        lo, hi = self._gaps() if self._gaps is not None else (np.zeros(0), np.zeros(0))
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        stride = 1
+        while len(lo[::stride]) >= 2:
+            merged = cells.merged_between(lo[::stride], hi[::stride])
+            if len(merged) <= target:
+                return merged
+            stride *= 2
+        width = 2 * self.bin_ns
+        span_end = float(cells.end.max()) if len(cells) else float(self.t_start_ns)
+        while True:
+            grid = np.arange(self.t_start_ns, span_end + 2 * width, width, dtype=np.float64)
+            merged = cells.merged_between(grid, grid)
+            if len(merged) <= target or width > span_end - self.t_start_ns:
+                return merged
+            width *= 2
 
 
 @dataclass
 class _Cells:
-    """Self time per (bin, column) cell."""
+    """Self time per (time span, column) cell, spread evenly over the span."""
 
-    index: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
     column: np.ndarray
     self_ns: np.ndarray
 
     @staticmethod
     def empty() -> _Cells:
-        return _Cells(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64))
+        return _Cells(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0)
+        )
 
     @staticmethod
     def join(parts: list[_Cells]) -> _Cells:
         return _Cells(
-            np.concatenate([p.index for p in parts]).astype(np.int32),
+            np.concatenate([p.start for p in parts]).astype(np.int64),
+            np.concatenate([p.end for p in parts]).astype(np.int64),
             np.concatenate([p.column for p in parts]).astype(np.int32),
             np.concatenate([p.self_ns for p in parts]),
         )
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.start)
 
-    def max_bin(self) -> int:
-        return int(self.index.max()) if len(self.index) else -1
+    def newest(self) -> int:
+        return int(self.start.max()) if len(self.start) else -1
 
     def select(self, mask: np.ndarray) -> _Cells:
-        return _Cells(self.index[mask], self.column[mask], self.self_ns[mask])
+        return _Cells(self.start[mask], self.end[mask], self.column[mask], self.self_ns[mask])
 
     def summed(self) -> _Cells:
-        """Add up the time of cells that share a (bin, column)."""
-        if not len(self):
+        """Add up the time of cells that share a span and a column."""
+        return self._grouped(self.start, self.end, self.start)
+
+    def merged_between(self, lo: np.ndarray, hi: np.ndarray) -> _Cells:
+        """Merge each column's cells that lie between the same two gaps ``[lo_i, hi_i]``.
+
+        Cells inside or across a gap, and after the last one, stay as they are: where exactly
+        they ran decides which side of an update their time falls on.
+        """
+        if not len(self) or not len(lo):
             return self
-        index = self.index.astype(np.int64)
-        width = int(self.column.max()) + 1
-        unique, inverse = np.unique(index * width + self.column, return_inverse=True)
-        total = np.bincount(inverse, weights=self.self_ns, minlength=len(unique))
-        return _Cells((unique // width).astype(np.int32), (unique % width).astype(np.int32), total)
+        following = np.searchsorted(hi, self.start, "right")  # first gap not behind the cell
+        between = following < len(lo)
+        between[between] = self.end[between] <= lo[following[between]]
+        # Merged cells get a key below every start (segments are numbered from -len(lo)).
+        key = np.where(between, following - len(lo) - 1, self.start).astype(np.int64)
+        inside = self.select(between)
+        merged = inside._grouped(inside.start, inside.end, key[between])
+        return _Cells.join([merged, self.select(~between)])
+
+    def _grouped(self, start: np.ndarray, end: np.ndarray, key: np.ndarray) -> _Cells:
+        """Cells with equal ``(key, column)`` become one spanning all of them."""
+        if not len(key):
+            return _Cells.empty()
+        order = np.lexsort((self.column, key))
+        k, c = key[order], self.column[order]
+        first = np.ones(len(k), bool)
+        first[1:] = (k[1:] != k[:-1]) | (c[1:] != c[:-1])
+        at = np.flatnonzero(first)
+        return _Cells(
+            np.minimum.reduceat(start[order], at),
+            np.maximum.reduceat(end[order], at),
+            c[at],
+            np.add.reduceat(self.self_ns[order], at),
+        )

@@ -62,13 +62,8 @@ def energy_windows(
     if len(t) < 2 or t_end_ns <= t_start_ns:
         ends = np.array([t_start_ns, max(t_end_ns, t_start_ns + 1)], np.float64)
         return Windows(ends, ends.copy(), np.zeros(1))
-    changed = np.flatnonzero(np.diff(e) != 0) + 1
-    stepped = len(changed) >= 2 and len(changed) < 0.9 * (len(t) - 1)
-    if stepped:
-        lo, hi, points_e = t[changed - 1], t[changed], e[changed]
-    else:
-        # A counter that changes at (nearly) every poll: each reading is exact at its poll time.
-        lo, hi, points_e = t, t, e
+    lo, hi, points_e = update_gaps(t, e)
+    stepped = bool(np.any(hi > lo))
     # The midpoint of the gap is the unbiased guess of when the counter changed.
     points_t = 0.5 * (lo + hi)
     inner = (lo > t_start_ns) & (hi < t_end_ns)
@@ -78,6 +73,39 @@ def energy_windows(
     window_j = np.maximum(np.diff(curve), 0.0)
     end_uncertainty = 0.5 * float(window_j[0] + window_j[-1]) if stepped else 0.0
     return Windows(edge_lo, edge_hi, window_j, end_uncertainty)
+
+
+def update_gaps(
+    t_ns: np.ndarray, energy_j: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where a sensor's reading changed: ``(lo_ns, hi_ns, energy_j after the change)``.
+
+    A counter that holds its value between updates changed somewhere between the last poll that
+    saw the old value (``lo``) and the first that saw the new one (``hi``). A counter that changes
+    at (nearly) every poll is read as exact at each poll: ``lo == hi``.
+    """
+    t = np.asarray(t_ns, np.float64)
+    e = np.asarray(energy_j, np.float64)
+    changed = np.flatnonzero(np.diff(e) != 0) + 1
+    if len(changed) >= 2 and len(changed) < 0.9 * (len(t) - 1):
+        return t[changed - 1], t[changed], e[changed]
+    return t, t, e
+
+
+def union_of_gaps(gaps: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Merge several sensors' update gaps into sorted, disjoint ``(lo_ns, hi_ns)`` intervals."""
+    lo = np.concatenate([g[0] for g in gaps]) if gaps else np.zeros(0)
+    hi = np.concatenate([g[1] for g in gaps]) if gaps else np.zeros(0)
+    if not len(lo):
+        return lo, hi
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], np.maximum.accumulate(hi[order])
+    # A new interval starts where it begins after everything before it has ended.
+    starts = np.ones(len(lo), bool)
+    starts[1:] = lo[1:] > hi[:-1]
+    at = np.flatnonzero(starts)
+    ends = np.r_[at[1:] - 1, len(lo) - 1]
+    return lo[at], hi[ends]
 
 
 def _interp_linear(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:

@@ -170,6 +170,7 @@ def synthetic_run(
     noise: float = 0.02,
     outside: tuple[float, float] = (0.0, 0.0),
     seed: int = 0,
+    max_cells: int | None = None,
 ):
     """A run with no torch at all: each step runs ``layers`` in order, then ``outside`` glue.
 
@@ -181,6 +182,8 @@ def synthetic_run(
         noise: standard deviation of each reading, relative to the increment since the last one.
         outside: ``(duration_s, power_w)`` spent outside modules after each step.
         seed: random seed (durations jitter by 10%).
+        max_cells: when set, the timeline's cell budget, with the sensor's update gaps known to it
+            as they would be to greenprof (so that long runs can be imitated in short tests).
 
     Returns:
         ``(table, series, true_j)``: the timeline's table, the sensor series as greenprof would
@@ -189,6 +192,7 @@ def synthetic_run(
     from greenprof import hooks as _hooks
     from greenprof.attribution import SensorSeries
     from greenprof.timeline import Timeline
+    from greenprof.windows import update_gaps
 
     rng = np.random.default_rng(seed)
     # Exact power profile as (t_end_ns, watts, key) segments.
@@ -232,8 +236,12 @@ def synthetic_run(
     idx = np.searchsorted(np.array(updates), polls, "right") - 1
     energy = np.where(idx >= 0, np.array(reported)[np.maximum(idx, 0)], 0.0)
 
-    timeline = Timeline(0, int(poll_s * 1e9) // 10)
-    timeline.feed(events)
+    options = {}
+    if max_cells is not None:
+        options = {"max_cells": max_cells, "gaps": lambda: update_gaps(polls, energy)[:2]}
+    timeline = Timeline(0, int(poll_s * 1e9) // 10, **options)
+    for i in range(0, len(events), 1000):  # fed in pieces, as a profile drains its hooks
+        timeline.feed(events[i : i + 1000])
     table = timeline.finish(t_end)
     true_j = np.zeros(len(table.columns))
     for start, end, watts, key in segments:

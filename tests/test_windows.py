@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from simulate import synthetic_run
 
 from greenprof import hooks
 from greenprof.timeline import Timeline
@@ -38,3 +39,28 @@ def test_time_in_an_edge_gap_is_shared_by_probability():
     assert times[0, column] == pytest.approx(5e-9)
     assert times[1, column] == pytest.approx(5e-9)
     assert times.sum() == pytest.approx(100e-9)
+
+
+def test_merged_cells_leave_every_window_its_time():
+    # A long run imitated: cells merge between the counter's updates, four times fewer cells,
+    # yet every window sees exactly the seconds of every layer it saw before.
+    layers = [(0.004, 50.0), (0.0007, 80.0), (0.009, 30.0), (0.002, 60.0)]
+    full, series, _ = synthetic_run(layers, steps=400, seed=6)
+    merged, _, _ = synthetic_run(layers, steps=400, seed=6, max_cells=len(full.bin_column) // 2)
+    assert len(merged.bin_column) <= len(full.bin_column) // 4 + 10  # plus the open tail
+    windows = energy_windows(series.t_ns, series.energy_j, full.t_start_ns, full.t_end_ns)
+    np.testing.assert_allclose(
+        window_times(merged, windows).toarray(), window_times(full, windows).toarray(), atol=1e-12
+    )
+
+
+def test_a_tight_cell_budget_passes_over_updates_but_keeps_every_second():
+    layers = [(0.004, 50.0), (0.0007, 80.0), (0.009, 30.0), (0.002, 60.0)]
+    full, series, _ = synthetic_run(layers, steps=400, seed=6)
+    budget = len(full.bin_column) // 20
+    merged, _, _ = synthetic_run(layers, steps=400, seed=6, max_cells=budget)
+    assert len(merged.bin_column) <= budget
+    windows = energy_windows(series.t_ns, series.energy_j, full.t_start_ns, full.t_end_ns)
+    np.testing.assert_allclose(
+        window_times(merged, windows).sum(axis=0), window_times(full, windows).sum(axis=0)
+    )
