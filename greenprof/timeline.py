@@ -102,7 +102,7 @@ class Timeline:
         t_start_ns: int,
         bin_ns: int,
         *,
-        max_cells: int = 200_000,
+        max_cells: int = 100_000,
         gaps: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
         trace_steps: int = 20,
         max_trace_spans: int = 200_000,
