@@ -55,6 +55,9 @@ PRIOR_POWER_SPREAD = 0.5
 #: Candidate spreads (relative to the common power) the evidence weighs against that prior.
 _SPREAD_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
 _POSTERIOR_DRAWS = 400
+#: Relative resolution assumed for any counter's window energy (keeps exact data from looking
+#: infinitely precise).
+_NOISE_FLOOR_REL = 1e-3
 #: Beyond this many times the recorded steps, "more steps" is no advice.
 _MAX_MORE_STEPS = 4096.0
 
@@ -462,7 +465,10 @@ def _posterior_interval(
         )
     common_w = float(d @ e) / float(d @ d)
     fit_residual = e - x @ choice.power
-    noise_var = max(float(fit_residual @ fit_residual) / max(n - k, 1), 1e-30)
+    # Exact data would make the noise zero and every confounded direction look resolved; no
+    # counter reads closer than a thousandth of a window's energy.
+    noise_floor = _NOISE_FLOOR_REL**2 * float(np.mean(e**2))
+    noise_var = max(float(fit_residual @ fit_residual) / max(n - k, 1), noise_floor, 1e-30)
     # The windows pin the common power; the prior is on how groups spread around it. So the
     # evidence is weighed on what the common power leaves unexplained (a window's seconds sum
     # to its duration: removing the duration direction removes the common power), and the
@@ -477,7 +483,7 @@ def _posterior_interval(
     # Half-normal prior on the spread, each grid point weighted by the width it stands for.
     log_prior = -0.5 * (relative / PRIOR_POWER_SPREAD) ** 2 + np.log(np.gradient(relative))
     means, roots, log_post = [], [], []
-    more_steps = np.full(k, np.inf)
+    more_steps = np.ones(k)  # unknown unless the prior's own spread is evaluated below
     unseen = np.zeros(k, bool)
     for rel, lp in zip(relative, log_prior, strict=True):
         spread = rel * common_w

@@ -76,8 +76,10 @@ class _Buffer:
 
     def append(self, t_ns: int, energy_j: float) -> None:
         n = self.n
-        if n >= 2 and energy_j == self.energy_j[n - 1] == self.energy_j[n - 2]:
-            # A run of equal readings: only its first and newest sample carry timing.
+        if self.stride == 1 and n >= 2 and energy_j == self.energy_j[n - 1] == self.energy_j[n - 2]:
+            # A run of equal readings: only its first and newest sample carry timing. Once the
+            # buffer thins, every sample takes its turn again, or a change would replace the
+            # run's uncommitted newest sample and lose when the counter last held its value.
             self.t_ns[n - 1] = t_ns
             return
         seq = self._next_seq

@@ -111,6 +111,7 @@ class Timeline:
         self.bin_ns = max(1, int(bin_ns))
         self.max_cells = max_cells
         self._gaps = gaps
+        self._grid_ns = self.bin_ns  # width of the grid cells last merged on
         self.trace_steps = trace_steps
         self.max_trace_spans = max_trace_spans
         self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
@@ -312,14 +313,12 @@ class Timeline:
             if len(merged) <= target:
                 return merged
             stride *= 2
-        width = 2 * self.bin_ns
-        span_end = float(cells.end.max()) if len(cells) else float(self.t_start_ns)
+        span_ns = int(cells.end.max()) - self.t_start_ns if len(cells) else 0
         while True:
-            grid = np.arange(self.t_start_ns, span_end + 2 * width, width, dtype=np.float64)
-            merged = cells.merged_between(grid, grid)
-            if len(merged) <= target or width > span_end - self.t_start_ns:
+            self._grid_ns *= 2  # kept: the next compaction starts where this one ended
+            merged = cells.merged_on_grid(self.t_start_ns, self._grid_ns)
+            if len(merged) <= target or self._grid_ns > span_ns:
                 return merged
-            width *= 2
 
 
 @dataclass
@@ -375,6 +374,18 @@ class _Cells:
         inside = self.select(between)
         merged = inside._grouped(inside.start, inside.end, key[between])
         return _Cells.join([merged, self.select(~between)])
+
+    def merged_on_grid(self, t0_ns: int, width_ns: int) -> _Cells:
+        """Merge each column's cells within the same ``width_ns`` grid cell from ``t0_ns``."""
+        if not len(self):
+            return self
+        key = (self.start - t0_ns) // width_ns
+        within = (self.end - 1 - t0_ns) // width_ns == key
+        # Merged cells get a key below every start, as in merged_between.
+        key = np.where(within, -1 - key, self.start)
+        inside = self.select(within)
+        merged = inside._grouped(inside.start, inside.end, key[within])
+        return _Cells.join([merged, self.select(~within)])
 
     def _grouped(self, start: np.ndarray, end: np.ndarray, key: np.ndarray) -> _Cells:
         """Cells with equal ``(key, column)`` become one spanning all of them."""

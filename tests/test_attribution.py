@@ -155,3 +155,29 @@ def test_power_deviations_never_move_the_total(weights):
     assert basis.shape == (3, 2)
     assert np.allclose(w @ basis, 0.0)
     assert np.allclose(basis.T @ basis, np.eye(2))
+
+
+def test_exact_data_does_not_pass_for_a_resolved_split():
+    # Two layers always in the same proportion in every window: no amount of exact data can
+    # tell their powers apart, and a noiseless counter must not make it look as if it could.
+    from scipy import sparse
+
+    from greenprof.attribution import (
+        _choose_power,
+        _design,
+        _fit_groups,
+        _Model,
+        _posterior_interval,
+    )
+
+    durations = np.full(200, 0.1)
+    times = sparse.csr_matrix(np.column_stack([np.zeros(200), durations * 0.6, durations * 0.4]))
+    energy = 100.0 * durations
+    n_groups, group_of = _fit_groups(times, None)
+    design = _design(times, group_of, n_groups)
+    model = _Model(times, design, energy, durations, group_of, None, 0.0)
+    choice = _choose_power(design, energy, durations)
+    posterior = _posterior_interval(model, choice, energy.sum(), np.random.default_rng(0))
+    assert np.all(posterior.unseen[1:])
+    assert np.all(np.isinf(posterior.more_steps[1:]))
+    assert np.all(posterior.energy_hi_j[1:] - posterior.energy_lo_j[1:] > 0.5 * energy.sum() / 2)

@@ -340,3 +340,16 @@ def test_the_thread_places_a_slow_counters_updates_finer_than_its_interval():
     assert np.median(widths_ms[6:]) < 10.0
     # Fine polls read only the counter that is due; the other one keeps the interval.
     assert other.calls < sensor.calls
+
+
+def test_a_thinned_slow_counter_still_shows_when_it_held_its_value():
+    from greenprof.sampler import _Buffer
+    from greenprof.windows import update_gaps
+
+    buffer = _Buffer(512)
+    for poll in range(40_000):  # a counter moving every 100 polls, thinned several times over
+        buffer.append(poll, float((poll + 50) // 100))
+    assert buffer.stride > 1
+    lo, hi, _ = update_gaps(*buffer.copy())
+    assert np.all(hi > lo)  # each update still lies between a poll before it and one after
+    assert np.median(hi - lo) < 100

@@ -100,3 +100,18 @@ def test_cells_are_bounded_when_every_bin_holds_many_columns():
     assert len(table.bin_column) <= 200
     per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
     np.testing.assert_allclose(per_column, table.self_ns)
+
+
+def test_cells_merge_on_a_grid_when_too_few_updates_are_known():
+    import numpy as np
+
+    tl = Timeline(0, 10, max_cells=40, gaps=lambda: (np.array([5.0]), np.array([6.0])))
+    events = []
+    for i in range(300):
+        events += [(i * 20, F0, 0), (i * 20 + 15, F1, 0)]
+    for i in range(0, len(events), 50):
+        tl.feed(events[i : i + 50])
+    table = tl.finish(6000)
+    assert len(table.bin_self_ns) <= 40
+    per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
+    np.testing.assert_allclose(per_column, table.self_ns)
