@@ -53,7 +53,6 @@ class TimeTable:
         self_ns: self time per column, nanoseconds.
         t_start_ns: start of the covered interval (clock of :mod:`greenprof.clock`).
         t_end_ns: end of the covered interval.
-        bin_ns: width of the finest time bin.
         bin_start_ns: start of each stored (time span, column) cell.
         bin_end_ns: end of each stored cell (a cell's time is spread evenly over its span).
         bin_column: column of each stored cell.
@@ -68,7 +67,6 @@ class TimeTable:
     self_ns: np.ndarray
     t_start_ns: int
     t_end_ns: int
-    bin_ns: int
     bin_start_ns: np.ndarray
     bin_end_ns: np.ndarray
     bin_column: np.ndarray
@@ -201,7 +199,6 @@ class Timeline:
             self_ns=np.pad(self._self_ns, (0, len(self.columns) - len(self._self_ns))),
             t_start_ns=self.t_start_ns,
             t_end_ns=t_end_ns,
-            bin_ns=self.bin_ns,
             bin_start_ns=cells.start,
             bin_end_ns=cells.end,
             bin_column=cells.column,
@@ -369,23 +366,22 @@ class _Cells:
         following = np.searchsorted(hi, self.start, "right")  # first gap not behind the cell
         between = following < len(lo)
         between[between] = self.end[between] <= lo[following[between]]
-        # Merged cells get a key below every start (segments are numbered from -len(lo)).
-        key = np.where(between, following - len(lo) - 1, self.start).astype(np.int64)
-        inside = self.select(between)
-        merged = inside._grouped(inside.start, inside.end, key[between])
-        return _Cells.join([merged, self.select(~between)])
+        return self._merged(between, following)
 
     def merged_on_grid(self, t0_ns: int, width_ns: int) -> _Cells:
         """Merge each column's cells within the same ``width_ns`` grid cell from ``t0_ns``."""
         if not len(self):
             return self
         key = (self.start - t0_ns) // width_ns
-        within = (self.end - 1 - t0_ns) // width_ns == key
-        # Merged cells get a key below every start, as in merged_between.
-        key = np.where(within, -1 - key, self.start)
-        inside = self.select(within)
-        merged = inside._grouped(inside.start, inside.end, key[within])
-        return _Cells.join([merged, self.select(~within)])
+        return self._merged((self.end - 1 - t0_ns) // width_ns == key, key)
+
+    def _merged(self, mergeable: np.ndarray, segment: np.ndarray) -> _Cells:
+        """Merge the ``mergeable`` cells of each column that share a ``segment``; keep the rest."""
+        # Merged cells get keys below every start, so they never meet an unmerged cell's key.
+        key = -1 - segment[mergeable].astype(np.int64)
+        inside = self.select(mergeable)
+        merged = inside._grouped(inside.start, inside.end, key)
+        return _Cells.join([merged, self.select(~mergeable)])
 
     def _grouped(self, start: np.ndarray, end: np.ndarray, key: np.ndarray) -> _Cells:
         """Cells with equal ``(key, column)`` become one spanning all of them."""
