@@ -119,25 +119,17 @@ class OptimizeResult:
     @property
     def saving(self) -> float:
         """Fraction of the original joules per call saved."""
-        return 1.0 - self.energy_after_j / self.energy_before_j if self.energy_before_j else 0.0
+        return _saved(self.energy_after_j, self.energy_before_j)
 
     @property
     def saving_lo(self) -> float:
         """Lower end of :attr:`saving` (before at its lowest, after at its highest)."""
-        return (
-            1.0 - self.energy_after_hi_j / self.energy_before_lo_j
-            if self.energy_before_lo_j
-            else 0.0
-        )
+        return _saved(self.energy_after_hi_j, self.energy_before_lo_j)
 
     @property
     def saving_hi(self) -> float:
         """Upper end of :attr:`saving`."""
-        return (
-            1.0 - self.energy_after_lo_j / self.energy_before_hi_j
-            if self.energy_before_hi_j
-            else 0.0
-        )
+        return _saved(self.energy_after_lo_j, self.energy_before_hi_j)
 
     @property
     def accepted(self) -> list[Step]:
@@ -200,3 +192,8 @@ def _interval(value: float, lo: float, hi: float) -> str:
 
 def _params(params: dict[str, Any]) -> str:
     return " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""
+
+
+def _saved(after_j: float, before_j: float) -> float:
+    """Fraction of ``before_j`` that ``after_j`` saves (0 when there was nothing before)."""
+    return 1.0 - after_j / before_j if before_j else 0.0
