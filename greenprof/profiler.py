@@ -396,6 +396,14 @@ def _warnings(
     )
     if inconsistencies:
         out.append(f"{inconsistencies} hook events did not match (e.g. a forward that raised)")
+    return out + resolution_warnings(table, result, names)
+
+
+def resolution_warnings(
+    table: TimeTable, result: Attribution, names: list[tuple[str, str]]
+) -> list[str]:
+    """One line per layer the recorded steps could not resolve, saying what would."""
+    out = []
     steps = table.steps or 1
     for column, rel, needed in result.unresolved[:MAX_RESOLUTION_WARNINGS]:
         module = names[column][0] or "(root)"

@@ -210,3 +210,27 @@ def test_default_sensors_work_here_and_say_estimated_when_they_estimate():
     assert any("ESTIMATED" in w for w in session.warnings) == estimated
     assert session.total_energy_j > 0
     assert session.layers().energy_j.sum() == pytest.approx(session.total_energy_j)
+
+
+@pytest.mark.parametrize(
+    ("layers", "steps", "noise", "advice"),
+    [
+        # Noisy sensor, few steps: more of the same steps would resolve the layers.
+        ([(0.03, 60.0), (0.004, 60.0), (0.05, 60.0)], 8, 0.5, "steps would resolve it"),
+        # Layers far shorter than a window: only different steps or a faster sensor would.
+        ([(0.0002, 90.0), (0.0003, 30.0)], 3000, 0.02, "more steps alike will not help"),
+    ],
+)
+def test_unresolved_layers_are_named_with_what_would_resolve_them(layers, steps, noise, advice):
+    from simulate import synthetic_run
+
+    from greenprof.attribution import attribute
+    from greenprof.profiler import resolution_warnings
+
+    table, series, _truth = synthetic_run(layers, steps=steps, noise=noise, seed=3)
+    result = attribute(table, [series])
+    names = [(f"layer{key}", "Linear") for key, _phase in table.columns]
+    lines = resolution_warnings(table, result, names)
+    assert lines and all("noise-level" in line for line in lines)
+    assert any(advice in line for line in lines)
+    assert any(line.startswith("layer0 (forward): ±") for line in lines)
