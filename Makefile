@@ -32,6 +32,7 @@ test: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check greenprof tests benchmarks examples
 	$(VENV)/bin/ruff format --check greenprof tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format greenprof tests benchmarks examples

@@ -27,8 +27,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 from simulate import GroundTruthSensor  # noqa: E402
 
 import greenprof  # noqa: E402
-from greenprof.attribution import attribute  # noqa: E402
-from greenprof.profiler import column_classes  # noqa: E402
+from greenprof.attribute.fit import attribute  # noqa: E402
+from greenprof.profiler.frames import column_classes  # noqa: E402
 from greenprof.session import OUTSIDE_MODULE  # noqa: E402
 
 

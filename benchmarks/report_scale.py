@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from greenprof.renderers.browser import find_chromium, headless_chromium, open_report
-from greenprof.renderers.html import write_html
-from greenprof.renderers.synthetic import synthetic_session
+from greenprof.report.html import write_html
 from greenprof.session import Session
+from greenprof.testing.browser import find_chromium, headless_chromium, open_report
+from greenprof.testing.synthetic import synthetic_session
 
 MAX_REPORT_BYTES = 5_000_000
 MAX_OPEN_S = 3.0

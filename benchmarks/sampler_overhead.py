@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 
-from greenprof.sampler import THREAD_NAME, Sampler
+from greenprof.measure.sampler import THREAD_NAME, Sampler
 from greenprof.sensors import Sensor, detect
 
 TARGET_SHARE_AT_10_MS = 0.01  # of one core
@@ -105,7 +105,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     # Missed ticks show in the samples/s column; the sampler's warning about them would interleave.
-    logging.getLogger("greenprof.sampler").setLevel(logging.ERROR)
+    logging.getLogger("greenprof.measure.sampler").setLevel(logging.ERROR)
 
     found = detect() + ([SlowCounter(args.slow_counter_ms / 1000)] if args.slow_counter_ms else [])
     sensors = [Counted(s) for s in found]

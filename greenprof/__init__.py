@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from greenprof.version import __version__
 
 __all__ = ["Session", "profile", "optimize", "OptimizeResult", "__version__"]
 
@@ -26,6 +26,34 @@ _LAZY = {
     "optimize": ("greenprof.recommend.loop", "optimize"),
     "OptimizeResult": ("greenprof.recommend.loop", "OptimizeResult"),
 }
+
+
+def _install_presenters() -> None:
+    """Let sessions and optimize results show themselves through the report stage.
+
+    The data modules import no renderer (imports run down the pipeline); the package's face wires
+    them together, lazily, so that ``import greenprof`` imports neither pandas nor matplotlib.
+    """
+    from greenprof import presenters
+
+    def renderer(module: str, attr: str) -> Any:
+        def render(data: Any, **options: Any) -> str:
+            import importlib
+
+            return getattr(importlib.import_module(module), attr)(data, **options)
+
+        return render
+
+    presenters.register_presenter("summary", renderer("greenprof.report.console", "render_summary"))
+    presenters.register_presenter(
+        "notebook", renderer("greenprof.report.notebook", "render_notebook_html")
+    )
+    presenters.register_presenter(
+        "optimize_html", renderer("greenprof.report.optimize_html", "render_optimize_html")
+    )
+
+
+_install_presenters()
 
 
 def __getattr__(name: str) -> Any:

@@ -320,7 +320,7 @@ def _save(session: Session, run_dir: Path, options: RunOptions) -> RunResult:
     result = RunResult(session.meta["exit_status"], run_dir, None, session)
     if not options.report:
         return result
-    from greenprof.renderers.html import write_html
+    from greenprof.report.html import write_html
     from greenprof.session import REPORT_FILE
 
     try:

@@ -6,7 +6,6 @@ CSV tables, never pickle) that any later greenprof, or any other tool, can read.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from greenprof.errors import SessionFormatError
+from greenprof.presenters import present
+from greenprof.schema import OUTSIDE_MODULE, PHASES  # noqa: F401 - part of the session's vocabulary
 
 #: Bumped whenever a saved run directory changes in a way older readers cannot follow.
 FORMAT_VERSION = 1
@@ -31,10 +32,7 @@ LAYER_COLUMNS = [
 ]
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
-PHASES = ("forward", "backward", "optimizer", "other")
 
-#: The row that holds time spent outside every module (data loading, Python glue).
-OUTSIDE_MODULE = "(outside modules)"
 
 META_FILE = "session.json"
 LAYERS_FILE = "layers.csv"
@@ -142,7 +140,7 @@ class Session:
 
         ``calls`` is the largest per-phase count: a backward pass is not a second call.
         """
-        from greenprof.tree import self_per_module
+        from greenprof.attribute.tree import self_per_module
 
         own = self_per_module(self._layers).reset_index()
         columns = ["module", "type", "calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
@@ -155,37 +153,26 @@ class Session:
 
     def inclusive(self) -> pd.DataFrame:
         """Return per-module inclusive energy: a module's own joules plus its descendants'."""
-        from greenprof.tree import inclusive_energy
+        from greenprof.attribute.tree import inclusive_energy
 
         return inclusive_energy(self._layers)
 
     def summary(self, n: int = 10) -> str:
-        """Return a terminal summary of the top ``n`` layers."""
-        from greenprof.renderers.console import render_summary
-
-        return render_summary(self, n=n)
+        """Return a terminal summary of the top ``n`` layers (rendered by the report stage)."""
+        return present("summary", self, n=n)
 
     def __str__(self) -> str:
         return self.summary()
 
-    def _repr_html_(self) -> str:
+    def __repr__(self) -> str:
         unit = "J (estimated)" if self.estimated else "J"
-        rows = "".join(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4g}</td><td>{:.4g}&ndash;{:.4g}</td></tr>".format(
-                html.escape(str(r.module) or "(root)"),
-                html.escape(str(r.type)),
-                html.escape(str(r.phase)),
-                r.energy_j,
-                r.energy_lo_j,
-                r.energy_hi_j,
-            )
-            for r in self._layers.head(10).itertuples()
-        )
         return (
-            f"<p>greenprof: {self.total_energy_j:.4g} {unit} in {self.duration_s:.3g} s</p>"
-            "<table><tr><th>module</th><th>type</th><th>phase</th>"
-            f"<th>energy ({unit})</th><th>range</th></tr>{rows}</table>"
+            f"<greenprof.Session {self.total_energy_j:.4g} {unit} in {self.duration_s:.3g} s, "
+            f"{len(self._layers)} rows>"
         )
+
+    def _repr_html_(self) -> str:
+        return present("notebook", self)
 
     # --------------------------------------------------------------- save/load
     def save(self, directory: str | Path) -> Path:
@@ -196,9 +183,7 @@ class Session:
         self._samples.to_csv(path / SAMPLES_FILE, index=False)
         self._spans.to_csv(path / SPANS_FILE, index=False)
         # Meta last: its presence marks a complete directory.
-        tmp = path / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(jsonable(self.meta), indent=2, allow_nan=False))
-        tmp.replace(path / META_FILE)
+        write_json_atomic(path / META_FILE, self.meta)
         return path
 
     @classmethod
@@ -264,6 +249,13 @@ def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFra
             raise SessionFormatError(f"{path}: line {row}: column {column} is not a number")
         frame[column] = numeric.astype(kind)
     return frame
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON through a temporary file, so a crash leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False), encoding="utf-8")
+    tmp.replace(path)
 
 
 def jsonable(value: Any) -> Any:

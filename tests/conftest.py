@@ -6,7 +6,7 @@ import pytest
 from torch.nn.modules import module as nn_module
 from torch.optim import optimizer as optim_module
 
-from greenprof.hooks import HookRecorder, active_recorder
+from greenprof.track.hooks import HookRecorder, active_recorder
 
 
 def _greenprof_hooks() -> list[str]:

@@ -189,10 +189,10 @@ def synthetic_run(
         ``(table, series, true_j)``: the timeline's table, the sensor series as greenprof would
         have polled it, and the true joules per column of the table.
     """
-    from greenprof import hooks as _hooks
-    from greenprof.attribution import SensorSeries
-    from greenprof.timeline import Timeline
-    from greenprof.windows import update_gaps
+    from greenprof.attribute.fit import SensorSeries
+    from greenprof.attribute.windows import update_gaps
+    from greenprof.track import events as _hooks
+    from greenprof.track.timeline import Timeline
 
     rng = np.random.default_rng(seed)
     # Exact power profile as (t_end_ns, watts, key) segments.

@@ -13,8 +13,8 @@ Example:
     ... )
 """
 
+from greenprof.optimize_result import OptimizeResult, Step
 from greenprof.recommend.candidates import Candidate
-from greenprof.recommend.history import OptimizeResult, Step
 from greenprof.recommend.loop import optimize
 from greenprof.recommend.rules import recommend
 

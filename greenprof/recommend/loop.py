@@ -22,11 +22,11 @@ from typing import Any
 
 from torch import nn
 
+from greenprof.optimize_result import OptimizeResult, Step, write_history
 from greenprof.recommend.actions import ActionContext, get_action
 from greenprof.recommend.actions.distill import distill
 from greenprof.recommend.candidates import Candidate
 from greenprof.recommend.capture import capture_calls
-from greenprof.recommend.history import OptimizeResult, Step, write_history
 from greenprof.recommend.measure import (
     Measurement,
     ProfilerFactory,

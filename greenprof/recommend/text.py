@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from greenprof.recommend.candidates import Candidate
-from greenprof.renderers.units import format_energy
+from greenprof.report.units import format_energy
 
 
 def render_candidates(

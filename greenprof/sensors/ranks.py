@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
+from greenprof.cuda_state import cuda_in_use
 from greenprof.sensors.base import Sensor
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,12 @@ def owned_sensors(
 
 def current_cuda_device() -> int | None:
     """The CUDA device this process computes on, when CUDA is initialised."""
+    if not cuda_in_use():
+        return None
     try:
         import torch
 
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            return int(torch.cuda.current_device())
+        return int(torch.cuda.current_device())
     except Exception:  # a broken CUDA install must not stop a CPU profile
         logger.debug("greenprof: CUDA device probe failed", exc_info=True)
     return None

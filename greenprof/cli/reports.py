@@ -1,0 +1,108 @@
+"""``greenprof report / top / compare / export``: reading saved run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from greenprof.cli.common import fail, load_run, write_output
+from greenprof.cli.group import cli
+from greenprof.cli.options import RUN_DIR, count_option, grid_option, output_option
+from greenprof.errors import GreenprofError
+from greenprof.report import registry
+from greenprof.schema import PHASES
+from greenprof.session import REPORT_FILE
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@output_option("report.html")
+@grid_option
+def report(run_dir: Path, output: Path | None, grid_g_per_kwh: float | None) -> None:
+    """Write the HTML report of RUN_DIR."""
+    session = load_run(run_dir)
+    renderer = registry.get("html")
+    write_output(
+        lambda path: renderer.write(session, path, grid_g_per_kwh=grid_g_per_kwh),
+        output or run_dir / REPORT_FILE,
+        "report",
+    )
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@count_option
+@click.option(
+    "--phase",
+    "phases",
+    multiple=True,
+    type=click.Choice(PHASES),
+    help="Only this phase (repeatable).",
+)
+def top(run_dir: Path, n: int, phases: tuple[str, ...]) -> None:
+    """Print the modules of RUN_DIR that use the most energy."""
+    click.echo(registry.get("console").text(load_run(run_dir), n=n, phases=phases or None))
+
+
+@cli.command()
+@click.argument("run_a", type=RUN_DIR)
+@click.argument("run_b", type=RUN_DIR)
+@count_option
+@click.option(
+    "--fail-on-regression", is_flag=True, help="Exit 1 when a module got worse beyond uncertainty."
+)
+@click.option(
+    "--threshold-pct",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="With --fail-on-regression: ignore regressions of less than this many percent.",
+)
+def compare(
+    run_a: Path, run_b: Path, n: int, fail_on_regression: bool, threshold_pct: float
+) -> None:
+    """Compare per-module energy of RUN_A (before) and RUN_B (after)."""
+    from greenprof.report.compare import compare_sessions
+    from greenprof.report.console import render_comparison
+
+    comparison = compare_sessions(load_run(run_a), load_run(run_b), str(run_a), str(run_b))
+    click.echo(render_comparison(comparison, n=n))
+    if fail_on_regression and len(comparison.worse(threshold_pct)):
+        raise SystemExit(1)
+
+
+_EXPORTS = [name for name in registry.names(files=True) if name != "html"]
+
+
+@cli.command(
+    epilog="Formats: " + "; ".join(f"{name}: {registry.get(name).description}" for name in _EXPORTS)
+)
+@click.argument("run_dir", type=RUN_DIR)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_EXPORTS),
+    default="chrome",
+    show_default=True,
+    help="What to write (see the list below).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Output file (chrome) or folder (csv, parquet) [default: inside RUN_DIR].",
+)
+def export(run_dir: Path, fmt: str, output: Path | None) -> None:
+    """Export RUN_DIR: a span trace with power tracks, or its tables as data files."""
+    session = load_run(run_dir)
+    renderer = registry.get(fmt)
+    assert renderer.default_file is not None
+    try:
+        write_output(
+            lambda path: renderer.write(session, path),
+            output or run_dir / renderer.default_file,
+            fmt,
+        )
+    except GreenprofError as exc:
+        fail(str(exc))

@@ -1,0 +1,22 @@
+"""Whether this process uses CUDA: the one probe every stage asks."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def cuda_in_use() -> bool:
+    """True when this process has initialised CUDA (so GPU work may be queued).
+
+    Never initialises CUDA itself, and a broken CUDA install reads as "not in use": profiling on
+    the CPU must not fail because of it.
+    """
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_initialized())
+    except Exception:
+        logger.debug("greenprof: CUDA probe failed", exc_info=True)
+        return False

@@ -1,0 +1,1 @@
+"""Integrations with the tools users already run: frameworks and experiment trackers."""

@@ -1,0 +1,246 @@
+"""``greenprof.profile()``: sensors + sampler + hooks + timeline + attribution -> Session."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greenprof.attribute.fit import Attribution, SensorSeries, attribute
+from greenprof.attribute.windows import union_of_gaps, update_gaps
+from greenprof.clock import now_ns
+from greenprof.cuda_state import cuda_in_use
+from greenprof.errors import ConfigError, ProfilerError
+from greenprof.measure.sampler import Sampler, check_interval_s
+from greenprof.profiler import frames
+from greenprof.profiler.advice import session_warnings
+from greenprof.schema import TimeTable
+from greenprof.sensors import Sensor, detect
+from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
+from greenprof.session import Session
+from greenprof.track.hooks import HookRecorder
+from greenprof.track.timeline import Timeline
+
+logger = logging.getLogger(__name__)
+
+#: Drain hook events into the timeline once this many are waiting (bounds memory per step).
+DRAIN_EVENTS = 20_000
+
+
+class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as prof:`
+    """Profile the energy of everything run inside the ``with`` block, per layer.
+
+    Args:
+        sensors: ``None`` to auto-detect (``greenprof.sensors.detect``), a list of sensor kind
+            names (``"nvml"``, ``"rapl"``, ``"estimate"``), or a list of :class:`Sensor` objects
+            to use exactly those.
+        interval_s: sampling interval of the sensors, seconds.
+        rated_cpu_power_w: rated CPU power for the CPU estimate (when it is used).
+        trace_steps: steps whose individual spans are kept for the timeline view and trace export.
+        meta: extra facts stored in ``session.meta`` (e.g. the command that was run).
+        bootstrap: bootstrap replicates for the uncertainty of each figure.
+
+    Example:
+        >>> import greenprof, torch
+        >>> model = torch.nn.Linear(8, 2)
+        >>> with greenprof.profile() as prof:  # doctest: +SKIP
+        ...     model(torch.randn(4, 8)).sum().backward()
+        >>> prof.session.layers()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        sensors: Sequence[Sensor | str] | None = None,
+        interval_s: float = 0.01,
+        rated_cpu_power_w: float | None = None,
+        trace_steps: int = 20,
+        meta: dict[str, Any] | None = None,
+        bootstrap: int = 100,
+    ) -> None:
+        self.interval_s = check_interval_s(interval_s)
+        self._sensor_spec = sensors
+        self.rated_cpu_power_w = rated_cpu_power_w
+        self.trace_steps = trace_steps
+        self.extra_meta = dict(meta or {})
+        self.bootstrap = bootstrap
+        self.session: Session | None = None
+        self.sensors: list[Sensor] = []
+        self.time_table: TimeTable | None = None
+        self.sensor_series: list[SensorSeries] = []
+        self._recorder: HookRecorder | None = None
+        self._sampler: Sampler | None = None
+        self._timeline: Timeline | None = None
+        self._started_at = ""
+
+    # ------------------------------------------------------------ context
+    def __enter__(self) -> profile:
+        self.sensors = _resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
+        recorder = HookRecorder()
+        recorder.install()  # raises first when already profiling: nothing to clean up then
+        try:
+            self._sampler = Sampler(self.sensors, interval_s=self.interval_s)
+            self._sampler.start()
+        except BaseException:
+            recorder.remove()
+            raise
+        self._started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        self._timeline = Timeline(
+            now_ns(),
+            int(self.interval_s * 1e9) // 10,
+            trace_steps=self.trace_steps,
+            gaps=self._known_gaps,
+        )
+        recorder.step_callback = self._maybe_drain
+        self._recorder = recorder
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._recorder is not None and self._sampler is not None
+        assert self._timeline is not None
+        self._recorder.remove()
+        _wait_for_devices()
+        t_end_ns = now_ns()
+        self._sampler.stop()
+        meta = dict(self.extra_meta)
+        if exc_type is not None:
+            meta.setdefault("interrupted", issubclass(exc_type, KeyboardInterrupt))
+            meta.setdefault("error", f"{exc_type.__name__}: {exc}")
+        try:
+            self._timeline.feed(self._recorder.drain(final=True))
+            table = self._timeline.finish(t_end_ns)
+            self.session = self._build_session(table, meta)
+        except Exception:
+            if exc_type is None:
+                raise
+            # Never hide the user's exception behind ours; keep what the sensors measured.
+            logger.exception("greenprof: could not attribute energy; saving sensor totals only")
+            self.session = frames.fallback_session(self._sampler.series(), meta)
+        finally:
+            for sensor in self.sensors:
+                _close_quietly(sensor)
+
+    def layers_for(self, result: Attribution) -> pd.DataFrame:
+        """Per-layer table of another attribution of this profile's recording.
+
+        For re-analysis: ``attribute(prof.time_table, prof.sensor_series, method=...)`` gives
+        the result; this names its columns as :meth:`Session.layers` does.
+        """
+        if self.time_table is None:
+            raise ProfilerError("the profile has not finished yet")
+        return frames.layers_frame(self.time_table, result, self.column_names())
+
+    def column_names(self) -> list[tuple[str, str]]:
+        """``(module, type)`` of each column of :attr:`time_table`."""
+        if self.time_table is None or self._recorder is None:
+            raise ProfilerError("the profile has not finished yet")
+        return frames.column_names(self.time_table, self._recorder.keys)
+
+    def _known_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every sensor's update gaps so far, merged: where the timeline must keep fine cells."""
+        assert self._sampler is not None
+        series = self._sampler.series().values()
+        return union_of_gaps([update_gaps(t_ns, energy_j)[:2] for t_ns, energy_j in series])
+
+    def _maybe_drain(self) -> None:
+        recorder, timeline = self._recorder, self._timeline
+        if recorder is not None and timeline is not None and len(recorder.events) > DRAIN_EVENTS:
+            timeline.feed(recorder.drain())
+
+    # ------------------------------------------------------------ session
+    def _build_session(self, table: TimeTable, meta: dict[str, Any]) -> Session:
+        assert self._sampler is not None and self._recorder is not None
+        series = _sensor_series(self.sensors, self._sampler)
+        # Kept for re-analysis (e.g. greenprof.attribute.fit.attribute with another method).
+        self.time_table, self.sensor_series = table, series
+        names = frames.column_names(table, self._recorder.keys)
+        result = attribute(
+            table, series, bootstrap=self.bootstrap, classes=frames.column_classes(table, names)
+        )
+        layers = frames.layers_frame(table, result, names)
+        meta = {**frames.run_facts(), **meta}
+        meta.update(
+            started_at=self._started_at,
+            duration_s=(table.t_end_ns - table.t_start_ns) * 1e-9,
+            interval_s=self.interval_s,
+            steps=table.steps or None,
+            sensors=frames.sensor_facts(result, self._sampler.failures),
+            total_energy_j=result.total_j,
+            total_energy_lo_j=result.total_lo_j,
+            total_energy_hi_j=result.total_hi_j,
+            inconsistencies=table.inconsistencies + self._recorder.inconsistencies,
+            warnings=session_warnings(
+                self._sampler.warnings, self._recorder.inconsistencies, table, result, names
+            ),
+        )
+        if table.steps:
+            meta["energy_per_step_j"] = result.total_j / table.steps
+        return Session(
+            meta,
+            layers,
+            frames.samples_frame(series, table.t_start_ns),
+            frames.spans_frame(table, names),
+        )
+
+
+# ---------------------------------------------------------------------------- helpers
+def _resolve_sensors(
+    spec: Sequence[Sensor | str] | None, rated_cpu_power_w: float | None
+) -> list[Sensor]:
+    if spec is None:
+        return owned_sensors(
+            detect(rated_cpu_power_w=rated_cpu_power_w),
+            rank=local_rank(),
+            cuda_device=current_cuda_device(),
+        )
+    items = list(spec)
+    if all(isinstance(s, str) for s in items):
+        return detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
+    bad = [s for s in items if not isinstance(s, Sensor)]
+    if bad:
+        raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
+    return items  # type: ignore[return-value]
+
+
+def _wait_for_devices() -> None:
+    """Let queued GPU work finish, once, so its joules land inside the profile."""
+    if cuda_in_use():
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _close_quietly(sensor: Sensor) -> None:
+    try:
+        sensor.close()
+    except Exception:
+        logger.debug("greenprof: closing %s failed", sensor.name, exc_info=True)
+
+
+def _sensor_series(sensors: list[Sensor], sampler: Sampler) -> list[SensorSeries]:
+    recorded = sampler.series()
+    failures = sampler.failures
+    out = []
+    for sensor in sensors:
+        t_ns, energy_j = recorded.get(sensor.name, (np.zeros(0, np.int64), np.zeros(0)))
+        out.append(
+            SensorSeries(
+                sensor.name,
+                sensor.device,
+                bool(sensor.measured),
+                np.asarray(t_ns),
+                np.asarray(energy_j),
+                failures.get(sensor.name),
+            )
+        )
+    return out

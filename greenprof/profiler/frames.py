@@ -1,0 +1,153 @@
+"""The session's tables and facts, built from a finished recording (pure functions)."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greenprof.attribute.fit import Attribution, SensorSeries
+from greenprof.schema import OUTSIDE_KEY, OUTSIDE_MODULE, PHASES, TimeTable
+from greenprof.session import LAYER_COLUMNS, Session
+from greenprof.track.hooks import KeyInfo
+from greenprof.version import __version__
+
+
+def column_names(table: TimeTable, keys: list[KeyInfo]) -> list[tuple[str, str]]:
+    """(module, type) per column; names are prefixed by their root when several roots ran."""
+    used_roots = []
+    for key, _phase in table.columns:
+        if key != OUTSIDE_KEY and not keys[key].is_optimizer and keys[key].root not in used_roots:
+            used_roots.append(keys[key].root)
+    prefixes: dict[int, str] = {}
+    if len(used_roots) > 1:
+        seen: dict[str, int] = {}
+        for root in used_roots:
+            type_name = keys[root].type_name
+            seen[type_name] = seen.get(type_name, 0) + 1
+            prefixes[root] = type_name if seen[type_name] == 1 else f"{type_name}#{seen[type_name]}"
+    names = []
+    for key, _phase in table.columns:
+        if key == OUTSIDE_KEY:
+            names.append((OUTSIDE_MODULE, ""))
+            continue
+        info = keys[key]
+        prefix = prefixes.get(info.root, "")
+        name = f"{prefix}.{info.name}" if prefix and info.name else (prefix or info.name)
+        names.append((name, info.type_name))
+    return names
+
+
+def column_classes(table: TimeTable, names: list[tuple[str, str]]) -> np.ndarray:
+    """A class per timeline column: its layer type and phase (layers of a kind draw alike)."""
+    labels = [
+        f"{type_name}/{phase}"
+        for (_name, type_name), (_key, phase) in zip(names, table.columns, strict=True)
+    ]
+    _, classes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    return classes
+
+
+def layers_frame(
+    table: TimeTable, result: Attribution, names: list[tuple[str, str]]
+) -> pd.DataFrame:
+    """One row per (module, type, phase), highest energy first."""
+    frame = pd.DataFrame(
+        {
+            "module": [n[0] for n in names],
+            "type": [n[1] for n in names],
+            "phase": [PHASES[p] for _k, p in table.columns],
+            "calls": table.calls,
+            "time_s": table.self_ns * 1e-9,
+            "energy_j": result.energy_j,
+            "energy_lo_j": result.energy_lo_j,
+            "energy_hi_j": result.energy_hi_j,
+        }
+    )
+    # Two columns can share a name (e.g. a module seen under two roots): one row per name.
+    frame = frame.groupby(["module", "type", "phase"], as_index=False, sort=False).sum()
+    frame = frame.sort_values(["energy_j", "time_s"], ascending=False, kind="stable")
+    return frame[LAYER_COLUMNS].reset_index(drop=True)
+
+
+def samples_frame(series: list[SensorSeries], t_start_ns: int) -> pd.DataFrame:
+    """Every sensor's samples, times from the profile's start, joules from its first sample."""
+    frames = [
+        pd.DataFrame(
+            {
+                "sensor": s.name,
+                "t_s": (s.t_ns.astype(np.float64) - t_start_ns) * 1e-9,
+                "energy_j": s.energy_j - (s.energy_j[0] if len(s.energy_j) else 0.0),
+            }
+        )
+        for s in series
+        if len(s.t_ns)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def spans_frame(table: TimeTable, names: list[tuple[str, str]]) -> pd.DataFrame:
+    """The recorded spans (the first steps), named, times from the profile's start."""
+    if not table.trace:
+        return pd.DataFrame()
+    trace = np.asarray(table.trace, np.int64)
+    return pd.DataFrame(
+        {
+            "module": [names[c][0] for c in trace[:, 0]],
+            "phase": [PHASES[table.columns[c][1]] for c in trace[:, 0]],
+            "t0_s": (trace[:, 1] - table.t_start_ns) * 1e-9,
+            "t1_s": (trace[:, 2] - table.t_start_ns) * 1e-9,
+            "depth": trace[:, 3],
+        }
+    )
+
+
+def sensor_facts(result: Attribution, failures: dict[str, str]) -> list[dict[str, Any]]:
+    """What the session says of each sensor: kind, device, measured or not, totals, method."""
+    return [
+        {
+            "name": r.name,
+            "device": r.device,
+            "measured": r.measured,
+            "energy_j": r.total_j,
+            "energy_lo_j": r.total_lo_j,
+            "energy_hi_j": r.total_hi_j,
+            "method": r.method,
+            "windows": r.windows,
+            "failed": failures.get(r.name),
+        }
+        for r in result.sensors
+    ]
+
+
+def run_facts() -> dict[str, Any]:
+    """Versions, host and command of this process."""
+    import torch
+
+    return {
+        "greenprof_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        # Kernel version without the distribution's build suffix: enough to explain RAPL access.
+        "platform": f"{platform.system()} {platform.release().split('-')[0]} {platform.machine()}",
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv),
+    }
+
+
+def fallback_session(
+    series: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict[str, Any]
+) -> Session:
+    """Sensor totals only, for when attribution itself failed while the user's code raised."""
+    totals = {name: float(e[-1] - e[0]) if len(e) else 0.0 for name, (_t, e) in series.items()}
+    total = sum(totals.values())
+    layers = pd.DataFrame(
+        [[OUTSIDE_MODULE, "", "other", 0, 0.0, total, total, total]], columns=LAYER_COLUMNS
+    )
+    meta = {**run_facts(), **meta, "total_energy_j": total}
+    meta["warnings"] = ["attribution failed; only sensor totals were saved"]
+    return Session(meta, layers)

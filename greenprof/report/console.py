@@ -1,0 +1,143 @@
+"""Plain-text tables for the terminal: the session summary, ``greenprof top`` and ``compare``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from greenprof.report.tables import display_name, module_rows, sensor_rows
+from greenprof.report.units import (
+    format_duration,
+    format_energy,
+    format_plus,
+    format_share,
+)
+from greenprof.session import Session
+
+if TYPE_CHECKING:
+    from greenprof.report.compare import Comparison
+
+
+def render_summary(session: Session, n: int = 10, phases: Iterable[str] | None = None) -> str:
+    """Return a terminal table of the ``n`` modules with most self energy.
+
+    Args:
+        session: the profile.
+        n: how many modules to list.
+        phases: restrict to these phases (``forward``, ``backward``, ...); all when ``None``.
+
+    Returns:
+        Text: a header with totals and sensors (saying ESTIMATED where anything is estimated),
+        the table (energy, ±uncertainty, share of the total, self time, calls) and warnings.
+    """
+    phases = list(phases) if phases is not None else None
+    rows = module_rows(session, phases)
+    lines = _header(session, phases)
+    table = [
+        [
+            format_energy(r.energy_j),
+            format_plus(r.energy_j, r.energy_lo_j, r.energy_hi_j),
+            format_share(r.share),
+            format_duration(r.time_s),
+            str(r.calls),
+            f"{display_name(r.module)} ({r.type})" if r.type else display_name(r.module),
+            "noise" if r.noise else "",
+        ]
+        for r in rows.head(n).itertuples()
+    ]
+    headers = ["energy", "±", "share", "time", "calls", "module (type)", ""]
+    lines += _table(headers, table, right=5)
+    if len(rows) > n:
+        rest = rows.iloc[n:]
+        lines.append(
+            f"... {len(rest)} more modules, {format_energy(rest['energy_j'].sum())} "
+            f"({format_share(rest['share'].sum())})"
+        )
+    lines += [f"warning: {w}" for w in session.warnings]
+    return "\n".join(lines)
+
+
+def render_comparison(comparison: Comparison, n: int = 20) -> str:
+    """Return a terminal table of per-module changes from run A to run B.
+
+    Modules that got worse beyond their uncertainty come first, marked ``WORSE``; then the largest
+    changes. ``~`` marks a change inside the uncertainty.
+    """
+    rows = comparison.rows
+    total = comparison.total
+    amount_a = _amount(total.energy_a_j, total.energy_a_lo_j, total.energy_a_hi_j)
+    amount_b = _amount(total.energy_b_j, total.energy_b_lo_j, total.energy_b_hi_j)
+    verdict = "WORSE" if total.worse else "better" if total.better else "(within uncertainty)"
+    lines = [
+        f"A: {comparison.label_a}  {amount_a}",
+        f"B: {comparison.label_b}  {amount_b}",
+        f"total: {_delta(total.delta_j, total.delta_uncertainty_j, total.delta_pct)} {verdict}",
+    ]
+    lines += [f"note: {note}" for note in comparison.notes]
+    table = [
+        [
+            format_energy(r.energy_a_j),
+            format_energy(r.energy_b_j),
+            _delta(r.delta_j, r.delta_uncertainty_j),
+            "" if math.isnan(r.delta_pct) else f"{r.delta_pct:+.1f}%",
+            r.verdict,
+            display_name(r.module),
+        ]
+        for r in rows.head(n).itertuples()
+    ]
+    lines += _table(["A", "B", "Δ", "Δ%", "", "module"], table, right=4)
+    if len(rows) > n:
+        lines.append(f"... {len(rows) - n} more modules")
+    worse = comparison.worse()
+    if len(worse):
+        names = ", ".join(display_name(m) for m in worse["module"].head(5))
+        more = f" and {len(worse) - 5} more" if len(worse) > 5 else ""
+        lines.append(f"{len(worse)} module(s) got worse beyond uncertainty: {names}{more}")
+    else:
+        lines.append("no module got worse beyond uncertainty")
+    return "\n".join(lines)
+
+
+def _header(session: Session, phases: list[str] | None) -> list[str]:
+    meta = session.meta
+    total = session.total_energy_j
+    kind = "ESTIMATED" if session.estimated else "measured"
+    amount = _amount(total, session.total_energy_lo_j, session.total_energy_hi_j)
+    first = f"greenprof: {amount} {kind} in {format_duration(session.duration_s)}"
+    steps = meta.get("steps")
+    if isinstance(steps, int) and steps > 0:
+        first += f", {steps} steps, {format_energy(total / steps)}/step"
+    sensors = ", ".join(f"{s.get('name', '?')} {s['label']}" for s in sensor_rows(session))
+    lines = [first, f"sensors: {sensors or 'none (ESTIMATED)'}"]
+    if meta.get("command"):
+        lines.append(f"command: {meta['command']}")
+    if phases is not None:
+        lines.append(f"phases: {', '.join(phases)}")
+    lines.append("")
+    return lines
+
+
+def _amount(energy_j: float, energy_lo_j: float, energy_hi_j: float) -> str:
+    plus = format_plus(energy_j, energy_lo_j, energy_hi_j)
+    return f"{format_energy(energy_j)} {plus}" if plus else format_energy(energy_j)
+
+
+def _delta(delta_j: float, plus_j: float, pct: float = math.nan) -> str:
+    sign = "+" if delta_j >= 0 else "-"
+    text = f"{sign}{format_energy(abs(delta_j))} ±{format_energy(plus_j)}"
+    return text if math.isnan(pct) else f"{text} ({pct:+.1f}%)"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int) -> list[str]:
+    """Return aligned lines; the first ``right`` columns are numbers and align right."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if i < right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]

@@ -1,0 +1,45 @@
+"""A session's tables as data files, for pandas, DuckDB, spreadsheets and the like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from greenprof.errors import ConfigError
+from greenprof.session import Session
+
+#: Tables written, by file stem.
+TABLES = ("layers", "samples", "spans")
+
+
+def _tables(session: Session) -> dict[str, pd.DataFrame]:
+    return {"layers": session.layers(), "samples": session.samples(), "spans": session.spans()}
+
+
+def write_csv(session: Session, path: str | Path) -> Path:
+    """Write ``layers.csv``, ``samples.csv`` and ``spans.csv`` into the folder ``path``."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in _tables(session).items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def write_parquet(session: Session, path: str | Path) -> Path:
+    """Write ``layers.parquet``, ``samples.parquet`` and ``spans.parquet`` into the folder ``path``.
+
+    Raises:
+        ConfigError: pyarrow is not installed.
+    """
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "Parquet export needs pyarrow: pip install pyarrow (or use --format csv)"
+        ) from None
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in _tables(session).items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder

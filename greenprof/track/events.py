@@ -1,0 +1,30 @@
+"""The codes of tracking events: what the hooks write, what the timeline reads.
+
+Torch-free, so that anything reading events (the timeline, tests, tools) need not import torch.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Event(IntEnum):
+    """What happened at an event's timestamp."""
+
+    FWD_ENTER = 0
+    FWD_EXIT = 1
+    BWD_ENTER = 2
+    BWD_EXIT = 3
+    OPT_ENTER = 4
+    OPT_EXIT = 5
+    BWD_PASS_END = 6
+
+
+# Plain ints for the hot path: an IntEnum member costs an attribute lookup and a type check.
+FWD_ENTER = int(Event.FWD_ENTER)
+FWD_EXIT = int(Event.FWD_EXIT)
+BWD_ENTER = int(Event.BWD_ENTER)
+BWD_EXIT = int(Event.BWD_EXIT)
+OPT_ENTER = int(Event.OPT_ENTER)
+OPT_EXIT = int(Event.OPT_EXIT)
+BWD_PASS_END = int(Event.BWD_PASS_END)

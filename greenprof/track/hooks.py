@@ -1,0 +1,370 @@
+"""Global module and optimizer hooks that record who runs when.
+
+Tracking only: this module turns module calls, backward passes and optimizer steps into a flat list
+of ``(t_ns, code, key)`` events. It knows nothing about joules; :mod:`greenprof.track.timeline`
+turns the events into spans and :mod:`greenprof.attribute.fit` prices them.
+
+Backward timing is the expensive part of hooking a training loop. Full module backward hooks wrap
+every module's inputs and outputs in extra autograd nodes; here each module call costs at most one
+pre-hook on its output's ``grad_fn`` (backward starts when the output's gradient is ready) and one
+hook on its first grad-requiring input (backward ends when the input's gradient is ready). Modules
+that share an output node share one pre-hook. A callback queued on the autograd engine marks the end
+of each backward pass, closing modules whose inputs needed no gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.nn.modules import module as nn_module
+from torch.optim import optimizer as optim_module
+
+from greenprof.clock import now_ns
+from greenprof.cuda_state import cuda_in_use
+from greenprof.errors import ProfilerError
+from greenprof.track.cuda_clock import CudaClock
+from greenprof.track.events import (
+    BWD_ENTER,
+    BWD_EXIT,
+    BWD_PASS_END,
+    FWD_ENTER,
+    FWD_EXIT,
+    OPT_ENTER,
+    OPT_EXIT,
+)
+from greenprof.track.names import KeyInfo, KeyRegistry
+
+_grad_enabled = torch.is_grad_enabled
+_Tensor = torch.Tensor
+
+logger = logging.getLogger(__name__)
+
+
+#: Key of the grad_fn metadata entry holding greenprof's one pre-hook on that node.
+_METADATA_KEY = "greenprof.hook"
+
+_active_lock = threading.Lock()
+_active: HookRecorder | None = None
+
+
+class HookRecorder:
+    """Installs global hooks and records enter/exit events.
+
+    Use :func:`greenprof.profile` rather than this class directly. ``events`` grows until the owner
+    drains it with :meth:`drain`; ``step_callback`` is called after every optimizer step and every
+    outermost forward, where the owner may drain, so memory stays bounded.
+
+    Example:
+        >>> rec = HookRecorder()
+        >>> with rec:  # doctest: +SKIP
+        ...     model(x)
+        >>> rec.drain()[:2]  # doctest: +SKIP
+        [(1234, 0, 0), (1240, 0, 1)]
+    """
+
+    def __init__(self, clock: Callable[[], int] = now_ns) -> None:
+        self._clock = clock
+        self.events: list[tuple[int, int, int]] = []
+        self._names = KeyRegistry()
+        self.keys: list[KeyInfo] = self._names.keys
+        self.inconsistencies = 0
+        self.step_callback: Callable[[], None] | None = None
+        self._ids: dict[int, int] = self._names.ids  # read on every module call
+        self._in_backward = False
+        self._current_root = -1
+        self._stack_keys: list[int] = []
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+        self.cuda: CudaClock | None = None
+        self._cuda_marks: list[Any] = []
+        self._cuda_from = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> HookRecorder:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def install(self) -> None:
+        """Install the global hooks; only one recorder may be active at a time.
+
+        Raises:
+            ProfilerError: when another recorder is already active.
+        """
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise ProfilerError(
+                    "greenprof is already profiling; nested greenprof.profile() blocks would count "
+                    "the same joules twice. Profile the outer block only."
+                )
+            _active = self
+        self._handles = [
+            nn_module.register_module_forward_pre_hook(self._forward_pre),
+            nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+            optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
+            optim_module.register_optimizer_step_post_hook(self._optimizer_post),
+        ]
+        if cuda_in_use():
+            self.enable_cuda()
+
+    def remove(self) -> None:
+        """Remove every hook this recorder installed (safe to call twice)."""
+        global _active
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def _emit(self, code: int, key: int, t_ns: int | None = None) -> None:
+        if t_ns is None:
+            t_ns = self._clock()
+        if self.cuda is None:
+            self.events.append((t_ns, code, key))
+            return
+        with self._lock:  # backward hooks on a GPU run on autograd's device threads
+            self.events.append((t_ns, code, key))
+            self._cuda_marks.append(self.cuda.mark())
+
+    def enable_cuda(self, cuda: CudaClock | None = None) -> None:
+        """Record a CUDA event with every hook event from now on (see :mod:`~.cuda_clock`).
+
+        Args:
+            cuda: the clock to use; a new :class:`CudaClock` on the current device by default.
+        """
+        with self._lock:
+            if self.cuda is None:
+                self.cuda = cuda or CudaClock()
+                self._cuda_from = len(self.events)
+
+    def drain(self, *, final: bool = False) -> list[tuple[int, int, int]]:
+        """Return the events recorded so far (with GPU times where CUDA is in use).
+
+        Args:
+            final: wait for the device so that every event can be resolved (end of profile).
+        """
+        if self.cuda is None:
+            with self._lock:
+                events, self.events = self.events, []
+            return events
+        if final:
+            self.cuda.finish()
+        with self._lock:
+            resolved = self.cuda.resolve(self._cuda_marks)
+            ready = self._cuda_from + len(resolved)
+            events = self.events[: self._cuda_from] + [
+                (t_ns, code, key)
+                for t_ns, (_host, code, key) in zip(
+                    resolved, self.events[self._cuda_from : ready], strict=True
+                )
+            ]
+            self.events = self.events[ready:]
+            self._cuda_marks = self._cuda_marks[len(resolved) :]
+            self._cuda_from = 0
+        return events
+
+    # ------------------------------------------------------------ naming
+    def _key_of(self, obj: Any) -> int:
+        key = self._ids.get(id(obj))
+        if key is None:
+            key = self._register(obj)
+        return key
+
+    def _register(self, obj: Any) -> int:
+        return self._names.register(obj, self._stack_keys, self._current_root)
+
+    def _stack_name(self) -> str:
+        return self.keys[self._stack_keys[-1]].name if self._stack_keys else ""
+
+    # ------------------------------------------------------------ hooks
+    # The hooks below run on every module call of the user's loop: they stay short, and append
+    # to the event list directly unless CUDA events are needed.
+    def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
+        try:
+            key = self._ids.get(id(module))
+            if key is None:
+                key = self._register(module)
+            stack = self._stack_keys
+            if not stack:
+                self._enter_root(key)
+            stack.append(key)
+            if self.cuda is None:
+                self.events.append((self._clock(), FWD_ENTER, key))
+            else:
+                self._emit(FWD_ENTER, key)
+        except Exception:  # never raise into the user's training loop
+            self._fault("forward pre-hook")
+
+    def _enter_root(self, key: int) -> None:
+        self._current_root = self.keys[key].root
+        if self._in_backward:
+            # The engine never ran our end-of-backward callback (the pass raised).
+            self._in_backward = False
+            self._emit(BWD_PASS_END, -1)
+
+    def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        try:
+            t_ns = self._clock()
+            key = self._ids.get(id(module), -1)
+            if self.cuda is None:
+                self.events.append((t_ns, FWD_EXIT, key))
+            else:
+                self._emit(FWD_EXIT, key, t_ns)
+            stack = self._stack_keys
+            if stack:
+                stack.pop()
+            if key >= 0 and _grad_enabled():
+                out = output if type(output) is _Tensor else _first_grad_tensor(output)
+                node = None if out is None else out.grad_fn
+                if node is not None:
+                    self._hook_backward(key, args, out, node)
+            if not stack:
+                self._at_step_boundary()
+        except Exception:
+            self._fault("forward hook")
+
+    def _hook_backward(self, key: int, args: Any, out: torch.Tensor, node: Any) -> None:
+        """Time the backward of a module whose output ``out`` was made by autograd node ``node``."""
+        self._node_hook(node).starts += (key,)
+        inp = args[0] if args else None
+        if type(inp) is not _Tensor or not inp.requires_grad:
+            inp = _first_grad_tensor(args)
+        source = None if inp is None or inp is out else inp.grad_fn
+        if source is None:
+            # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
+            # or it was modified in place): backward ends with the output's node, exact for
+            # single-operation modules such as Embedding. Never hook a leaf: it outlives the
+            # step, and its hooks would pile up.
+            node.register_hook(_BackwardEnd(self, key))
+            return
+        # Backward ends when the node that made the input is about to run: in a chain that is
+        # the node where the previous module's backward starts, so one hook serves both.
+        self._node_hook(source).ends += (key,)
+
+    def _node_hook(self, node: Any) -> _NodeHook:
+        """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
+        metadata = node.metadata
+        hook = metadata.get(_METADATA_KEY)
+        if hook is None:
+            hook = metadata[_METADATA_KEY] = _NodeHook(self)
+            node.register_prehook(hook)
+        return hook
+
+    def _queue_pass_end(self) -> None:
+        """Have the autograd engine call us back when the running backward pass ends."""
+        self._in_backward = True
+        try:
+            torch.autograd.Variable._execution_engine.queue_callback(self._backward_pass_end)
+        except RuntimeError:
+            self._in_backward = False
+
+    def _backward_pass_end(self) -> None:
+        self._in_backward = False
+        self._emit(BWD_PASS_END, -1)
+
+    def _optimizer_pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            self._emit(OPT_ENTER, self._key_of(optimizer))
+        except Exception:
+            self._fault("optimizer pre-hook")
+
+    def _optimizer_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            self._emit(OPT_EXIT, self._key_of(optimizer))
+            self._at_step_boundary()
+        except Exception:
+            self._fault("optimizer hook")
+
+    def _at_step_boundary(self) -> None:
+        # is_initialized() first: it reads a flag, where cuda_in_use() also asks torch whether
+        # CUDA is available, which took ~18 us per call inside a training step (two calls a step).
+        if self.cuda is None and torch.cuda.is_initialized() and cuda_in_use():
+            # The model moved to the GPU inside the profiled block: time GPU work from now on.
+            self.enable_cuda()
+        if self.step_callback is not None:
+            self.step_callback()
+
+    def _fault(self, where: str) -> None:
+        self.inconsistencies += 1
+        logger.debug("greenprof: error in %s (ignored)", where, exc_info=True)
+
+
+class _NodeHook:
+    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start.
+
+    The keys are tuples, empty until a module is added: most nodes end one module and start
+    another, and an empty tuple costs no allocation.
+    """
+
+    __slots__ = ("recorder", "starts", "ends")
+
+    def __init__(self, recorder: HookRecorder) -> None:
+        self.recorder = recorder
+        self.starts: tuple[int, ...] = ()
+        self.ends: tuple[int, ...] = ()
+
+    def __call__(self, grad_outputs: Any) -> None:
+        recorder = self.recorder
+        try:
+            t_ns = recorder._clock()
+            # Outermost module first, so that the innermost one ends up on top of the stack.
+            if recorder.cuda is None:
+                append = recorder.events.append
+                for key in self.ends:
+                    append((t_ns, BWD_EXIT, key))
+                for key in reversed(self.starts):
+                    append((t_ns, BWD_ENTER, key))
+            else:
+                for key in self.ends:
+                    recorder._emit(BWD_EXIT, key, t_ns)
+                for key in reversed(self.starts):
+                    recorder._emit(BWD_ENTER, key, t_ns)
+            if self.starts and not recorder._in_backward:
+                recorder._queue_pass_end()
+        except Exception:
+            recorder._fault("backward hook")
+
+
+class _BackwardEnd:
+    """Post-hook on an autograd node where one module's backward ends (its output's node ran)."""
+
+    __slots__ = ("recorder", "key")
+
+    def __init__(self, recorder: HookRecorder, key: int) -> None:
+        self.recorder = recorder
+        self.key = key
+
+    def __call__(self, grad_inputs: Any, grad_outputs: Any) -> None:
+        try:
+            self.recorder._emit(BWD_EXIT, self.key)
+        except Exception:
+            self.recorder._fault("backward hook")
+
+
+def _first_grad_tensor(value: Any) -> torch.Tensor | None:
+    """Return the first tensor needing a gradient in a tensor, sequence or mapping (one level)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.requires_grad else None
+    if isinstance(value, (tuple, list)):
+        items: Any = value
+    elif isinstance(value, dict):  # also transformers' ModelOutput
+        items = value.values()
+    else:
+        return None
+    for item in items:
+        if isinstance(item, torch.Tensor) and item.requires_grad:
+            return item
+    return None
+
+
+def active_recorder() -> HookRecorder | None:
+    """Return the recorder whose hooks are installed, if any (tests use it to find leaks)."""
+    return _active

@@ -1,0 +1,286 @@
+"""`greenprof run/report/top/compare/export` as users run them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from greenprof.cli import cli
+from greenprof.session import FORMAT_VERSION, Session
+from greenprof.testing.synthetic import synthetic_session
+
+CONSOLE_SCRIPT = shutil.which("greenprof", path=str(Path(sys.executable).parent))
+
+
+def greenprof(*args: str, cwd: Path, console_script: bool = False) -> subprocess.CompletedProcess:
+    if console_script:
+        assert CONSOLE_SCRIPT, "the greenprof console script is not installed next to python"
+        command = [CONSOLE_SCRIPT, *args]
+    else:
+        command = [sys.executable, "-m", "greenprof", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def script(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(source)
+    return path
+
+
+TRAIN = """
+import json, sys, torch
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(5):
+    loss = model(torch.randn(4, 8)).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "name": __name__}))
+"""
+
+
+# ------------------------------------------------------------------------------------ run
+def test_run_passes_arguments_untouched_and_writes_the_report(tmp_path) -> None:
+    script(tmp_path, "train.py", TRAIN)
+    args = [
+        "--epochs",
+        "1",
+        "--out",
+        "theirs",
+        "-m",
+        "x",
+    ]  # the script's, though greenprof has some
+    done = greenprof(
+        "run", "--sensor", "estimate", "--out", "mine", "train.py", *args,
+        cwd=tmp_path, console_script=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"argv": ["train.py", *args], "path0": str(tmp_path), "name": "__main__"}
+    assert "greenprof: report written to mine/report.html" in done.stderr
+    session = Session.load(tmp_path / "mine")
+    assert {"0", "2", ""} <= set(session.layers()["module"])
+    assert session.meta[
+        "command"
+    ] == "greenprof run --sensor estimate --out mine train.py " + " ".join(args)
+
+
+def test_run_keeps_the_exit_status_of_sys_exit(tmp_path) -> None:
+    script(tmp_path, "three.py", "import sys\nsys.exit(3)\n")
+    done = greenprof(
+        "run", "--sensor", "estimate", "--no-report", "--out", "r", "three.py", cwd=tmp_path
+    )
+    assert done.returncode == 3
+    assert Session.load(tmp_path / "r").meta["exit_status"] == 3
+    assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_run_shows_the_scripts_traceback_and_still_writes_the_report(tmp_path) -> None:
+    script(tmp_path, "boom.py", "def fail():\n    raise ValueError('boom')\n\nfail()\n")
+    done = greenprof("run", "--sensor", "estimate", "--out", "r", "boom.py", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Traceback (most recent call last):\n")
+    frames = [line for line in done.stderr.splitlines() if line.startswith("  File ")]
+    assert len(frames) == 2 and all("boom.py" in frame for frame in frames)
+    assert "ValueError: boom" in done.stderr
+    assert (tmp_path / "r" / "report.html").is_file()
+    assert Session.load(tmp_path / "r").meta["exit_status"] == 1
+
+
+def test_run_after_ctrl_c_exits_130_and_saves_an_interrupted_run(tmp_path) -> None:
+    script(
+        tmp_path,
+        "interrupt.py",
+        "import os, signal, torch\n"
+        "torch.nn.Linear(4, 4)(torch.randn(2, 4))\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('not reached')\n",
+    )
+    done = greenprof("run", "--sensor", "estimate", "--out", "r", "interrupt.py", cwd=tmp_path)
+    assert done.returncode == 130
+    assert "not reached" not in done.stdout and "KeyboardInterrupt" in done.stderr
+    meta = Session.load(tmp_path / "r").meta
+    assert meta["interrupted"] is True and meta["exit_status"] == 130
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_run_of_a_missing_script_is_one_line(tmp_path) -> None:
+    done = greenprof("run", "missing.py", cwd=tmp_path, console_script=True)
+    assert done.returncode == 2
+    assert done.stderr == "greenprof: error: missing.py: no such file\n"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_run_of_a_syntax_error_shows_pythons_own_error(tmp_path) -> None:
+    script(tmp_path, "bad.py", "x = 1\ndef f(:\n    pass\n")
+    python = subprocess.run(
+        [sys.executable, "bad.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    done = greenprof("run", "bad.py", cwd=tmp_path)
+    assert done.returncode == python.returncode == 1
+    assert done.stderr == python.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_run_module_like_python_m(tmp_path) -> None:
+    (tmp_path / "pkg").mkdir()
+    script(tmp_path, "pkg/__init__.py", "")
+    script(tmp_path, "pkg/train.py", TRAIN)
+    done = greenprof(
+        "run",
+        "--sensor",
+        "estimate",
+        "--no-report",
+        "--out",
+        "r",
+        "-m",
+        "pkg.train",
+        "a",
+        "-b",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["argv"] == [str(tmp_path / "pkg" / "train.py"), "a", "-b"]
+    assert seen["name"] == "__main__" and seen["path0"] == str(tmp_path)
+    missing = greenprof("run", "-m", "pkg.nothing", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_run_with_dataloader_workers_into_the_default_run_dir(tmp_path) -> None:
+    script(
+        tmp_path,
+        "loader.py",
+        """
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+class Squares(Dataset):
+    def __len__(self):
+        return 64
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), torch.tensor([float(i * i)])
+
+if __name__ == "__main__":
+    model = torch.nn.Linear(1, 1)
+    seen = 0
+    for x, y in DataLoader(Squares(), batch_size=8, num_workers=2):
+        model(x)
+        seen += int(x.sum())
+    assert seen == sum(range(64)), seen
+    print("ok", seen)
+""",
+    )
+    done = greenprof("run", "--sensor", "estimate", "loader.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"ok {sum(range(64))}"
+    (run_dir,) = (tmp_path / "reports").iterdir()
+    assert run_dir.name.startswith("loader-") and (run_dir / "report.html").is_file()
+    assert Session.load(run_dir).layers()["calls"].max() == 8
+
+
+# ------------------------------------------------------------------- report/top/compare/export
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    before = synthetic_session(duration_s=5.0, n_blocks=2, seed=1)
+    layers = before.layers()
+    layers.loc[layers["module"] == "head", ["energy_j", "energy_lo_j", "energy_hi_j"]] *= 5
+    after = Session(before.meta, layers, before.samples(), before.spans())
+    return before.save(root / "before"), after.save(root / "after")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_report_writes_html(run_dirs, tmp_path) -> None:
+    done = invoke(
+        "report", str(run_dirs[0]), "-o", str(tmp_path / "r.html"), "--grid-g-per-kwh", "30"
+    )
+    assert done.exit_code == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "assuming 30 g CO2/kWh" in page
+
+
+def test_top_prints_the_table(run_dirs) -> None:
+    done = invoke("top", str(run_dirs[0]), "-n", "3", "--phase", "backward")
+    assert done.exit_code == 0
+    lines = done.stdout.splitlines()
+    assert "phases: backward" in lines
+    assert "optimizer:AdamW" not in done.stdout
+
+
+def test_top_in_a_real_process(run_dirs) -> None:
+    done = greenprof("top", str(run_dirs[0]), cwd=run_dirs[0].parent)
+    assert done.returncode == 0 and done.stdout.startswith("greenprof: ")
+
+
+def test_compare_flags_regressions_and_fails_only_when_asked(run_dirs) -> None:
+    before, after = map(str, run_dirs)
+    done = invoke("compare", before, after)
+    assert done.exit_code == 0
+    assert "1 module(s) got worse beyond uncertainty: head" in done.stdout
+    assert invoke("compare", before, after, "--fail-on-regression").exit_code == 1
+    assert (
+        invoke("compare", before, after, "--fail-on-regression", "--threshold-pct", "500").exit_code
+        == 0
+    )
+    assert invoke("compare", after, before, "--fail-on-regression").exit_code == 0
+
+
+def test_export_chrome_trace(run_dirs, tmp_path) -> None:
+    done = invoke("export", str(run_dirs[0]), "--format", "chrome", "-o", str(tmp_path / "t.json"))
+    assert done.exit_code == 0
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    assert {"X", "C", "M"} == {e["ph"] for e in events}
+
+
+# ------------------------------------------------------------------------------ bad input
+def _broken(tmp_path: Path, problem: str) -> tuple[Path, str]:
+    """Return a broken run directory and the file name its error must mention."""
+    run_dir = synthetic_session(duration_s=1.0, n_blocks=1).save(tmp_path / problem)
+    if problem == "missing":
+        shutil.rmtree(run_dir)
+        return run_dir, str(run_dir)
+    if problem == "truncated":
+        (run_dir / "layers.csv").write_text("")
+        return run_dir, "layers.csv"
+    meta_path = run_dir / "session.json"
+    if problem == "corrupt":
+        meta_path.write_text(meta_path.read_text()[:50])
+        return run_dir, "session.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    meta_path.write_text(json.dumps(meta))
+    return run_dir, "session.json"
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated", "corrupt", "newer"])
+@pytest.mark.parametrize("command", ["report", "top", "compare", "export"])
+def test_bad_run_dirs_give_one_line_naming_the_file(tmp_path, problem, command) -> None:
+    run_dir, name = _broken(tmp_path, problem)
+    args = [command, str(run_dir)]
+    if command == "compare":
+        args.insert(1, str(synthetic_session(duration_s=1.0).save(tmp_path / "good")))
+    done = invoke(*args)
+    assert done.exit_code == 2
+    assert done.stderr.startswith("greenprof: error: ") and done.stderr.count("\n") == 1
+    assert name in done.stderr
+    if problem == "newer":
+        assert "Upgrade greenprof" in done.stderr
+
+
+def test_bad_run_dir_in_a_real_process_has_no_traceback(tmp_path) -> None:
+    run_dir, _ = _broken(tmp_path, "corrupt")
+    done = greenprof("top", str(run_dir), cwd=tmp_path, console_script=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("greenprof: error: ") and os.fspath(run_dir) in done.stderr

@@ -1,0 +1,117 @@
+import numpy as np
+
+from greenprof.track import events as hooks
+from greenprof.track.timeline import BACKWARD, FORWARD, OPTIMIZER, OTHER, OUTSIDE_COLUMN, Timeline
+
+F0, F1, B0, B1, O0, O1, END = (
+    hooks.FWD_ENTER,
+    hooks.FWD_EXIT,
+    hooks.BWD_ENTER,
+    hooks.BWD_EXIT,
+    hooks.OPT_ENTER,
+    hooks.OPT_EXIT,
+    hooks.BWD_PASS_END,
+)
+
+
+def self_times(table):
+    return {table.columns[c]: int(table.self_ns[c]) for c in range(len(table.columns))}
+
+
+def test_self_time_goes_to_the_innermost_module_and_gaps_to_outside():
+    tl = Timeline(0, 10)
+    tl.feed([(5, F0, 0), (10, F0, 1), (30, F1, 1), (40, F1, 0)])
+    table = tl.finish(50)
+    times = self_times(table)
+    assert times[(-1, OTHER)] == 5 + 10
+    assert times[(0, FORWARD)] == 5 + 10
+    assert times[(1, FORWARD)] == 20
+    assert table.self_ns.sum() == 50
+    assert table.steps == 1
+
+
+def test_backward_entries_end_in_any_order_and_pass_end_closes_the_rest():
+    tl = Timeline(0, 100)
+    # Q, K, V share an input: their ends all arrive together, after all three began.
+    tl.feed(
+        [
+            (0, B0, 9),
+            (10, B0, 1),
+            (20, B0, 2),
+            (30, B0, 3),
+            (40, B1, 1),
+            (40, B1, 2),
+            (40, B1, 3),
+            (50, END, -1),
+        ]
+    )
+    times = self_times(tl.finish(60))
+    assert times[(1, BACKWARD)] == 10
+    assert times[(2, BACKWARD)] == 10
+    assert times[(3, BACKWARD)] == 10
+    assert times[(9, BACKWARD)] == 10 + 10
+    assert times[(-1, OTHER)] == 10
+
+
+def test_exit_of_an_outer_module_closes_what_an_exception_left_open():
+    tl = Timeline(0, 100)
+    tl.feed([(0, F0, 0), (10, F0, 1), (20, F1, 0), (30, O0, 7), (40, O1, 7)])
+    table = tl.finish(40)
+    times = self_times(table)
+    assert times[(1, FORWARD)] == 10
+    assert times[(7, OPTIMIZER)] == 10
+    assert table.inconsistencies == 1
+    assert table.steps == 1
+
+
+def test_cells_merge_on_a_grid_when_no_updates_are_known_and_totals_stay_exact():
+    tl = Timeline(0, 10, max_cells=40)
+    events = []
+    for i in range(100):
+        events += [(i * 20, F0, 0), (i * 20 + 15, F1, 0)]
+    tl.feed(events)
+    table = tl.finish(2000)
+    assert len(table.bin_self_ns) <= 40
+    per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
+    np.testing.assert_allclose(per_column, table.self_ns)
+    assert table.self_ns[OUTSIDE_COLUMN] == 500
+    assert np.all(table.bin_end_ns > table.bin_start_ns)
+
+
+def test_trace_keeps_only_the_first_steps():
+    tl = Timeline(0, 10, trace_steps=3)
+    tl.feed([(i * 10 + d, code, 0) for i in range(10) for d, code in ((0, F0), (5, F1))])
+    table = tl.finish(100)
+    assert len(table.trace) == 3
+    assert table.trace[0] == (1, 0, 5, 0)
+    assert table.calls[1] == 10
+
+
+def test_cells_are_bounded_when_every_bin_holds_many_columns():
+    tl = Timeline(0, 10, max_cells=200)
+    events = []
+    t = 0
+    for _step in range(200):
+        for key in range(20):
+            events += [(t, F0, key), (t + 5, F1, key)]
+            t += 5
+    tl.feed(events)
+    table = tl.finish(t)
+    assert len(table.bin_column) <= 200
+    per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
+    np.testing.assert_allclose(per_column, table.self_ns)
+
+
+def test_cells_merge_on_a_grid_when_too_few_updates_are_known():
+    import numpy as np
+
+    tl = Timeline(0, 10, max_cells=40, gaps=lambda: (np.array([5.0]), np.array([6.0])))
+    events = []
+    for i in range(300):
+        events += [(i * 20, F0, 0), (i * 20 + 15, F1, 0)]
+    for i in range(0, len(events), 50):
+        tl.feed(events[i : i + 50])
+    table = tl.finish(6000)
+    assert len(table.bin_self_ns) <= 40
+    per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
+    np.testing.assert_allclose(per_column, table.self_ns)
