@@ -8,7 +8,10 @@ Each case runs a real model's inference under greenprof.profile() with the groun
 of tests/simulate.py as the only sensor: power depends on which module runs (a power map), and the
 counter updates only every 20-100 ms with noise, so the true joules per layer are known. Every run
 is attributed twice from the same recording, by the time split and by the power fit, and once as
-greenprof chooses by itself ("auto"). Printed per case: total error, energy-weighted median of the
+greenprof chooses by itself ("auto"), and then as greenprof.profile() reports it after
+calibrating by replay ("calibrated"; the "chosen" column gives the calibration seconds). With
+--train the steps include backward and an optimizer step, and the simulator draws backward power
+per layer. Printed per case: total error, energy-weighted median of the
 per-layer errors, and the worst error among the ten layers with the most true energy.
 """
 
@@ -90,7 +93,13 @@ def power_map(kind: str, model: nn.Module, seed: int):
 
 def errors(session_layers, truth: dict[str, float]) -> tuple[float, float, float, float]:
     """Energy-weighted median error, worst of the top 10, their share, and interval coverage."""
-    grouped = session_layers.groupby("module")[["energy_j", "energy_lo_j", "energy_hi_j"]].sum()
+    rows = session_layers.assign(
+        key=[
+            m if p != "backward" else f"{m} (backward)"
+            for m, p in zip(session_layers.module, session_layers.phase, strict=True)
+        ]
+    )
+    grouped = rows.groupby("key")[["energy_j", "energy_lo_j", "energy_hi_j"]].sum()
     names = [n for n in truth if truth[n] > 0 and n != OUTSIDE_MODULE]
     true_j = np.array([truth[n] for n in names])
     est = np.array([grouped.energy_j.get(n, 0.0) for n in names])
@@ -122,28 +131,48 @@ def run_case(
     seconds: float,
     seed: int,
     batch_scale: int = 1,
+    train: bool = False,
+    calibrate_s: float | None = None,
 ):
     model, x = MODELS[model_name]()
     x = x.repeat(batch_scale, *([1] * (x.dim() - 1)))
-    model.eval()
+    # An input that needs no gradient ends the simulator's backward hook of the first layer
+    # before its weight gradient is computed; one that does keeps the truth's boundaries
+    # where greenprof's are.
+    x.requires_grad_(train)
+    model.train(train)
+    watts = power_map(kind, model, seed)
     sim = GroundTruthSensor(
         model,
-        power_map(kind, model, seed),
+        watts,
         outside_w=30.0,
         update_s=update_s,
         noise=0.02,
         seed=seed,
+        # Backward draws differently from forward: by 1.2-1.8x, per layer.
+        backward_w=(lambda n, m: watts(n, m) * (1.2 + 0.6 * (hash(n) % 7) / 6)) if train else None,
     )
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     sim.install()
+    prof = greenprof.profile(sensors=[sim], calibrate_s=calibrate_s)
     try:
-        with torch.no_grad(), greenprof.profile(sensors=[sim]) as prof:
-            sim.start_truth()
-            end = time.perf_counter() + seconds
-            steps = 0
-            while time.perf_counter() < end:
-                model(x)
-                steps += 1
-            truth = sim.finish()
+        with torch.set_grad_enabled(train):
+            prof.__enter__()
+            try:
+                sim.start_truth()
+                end = time.perf_counter() + seconds
+                steps = 0
+                while time.perf_counter() < end:
+                    out = model(x)
+                    if train:
+                        out.float().square().mean().backward()
+                        optimizer.step()
+                        optimizer.zero_grad()
+                    steps += 1
+                # The truth is the workload's: the device keeps drawing while greenprof calibrates.
+                truth = sim.finish()
+            finally:
+                prof.__exit__(None, None, None)
     finally:
         sim.close()
     rows = []
@@ -156,6 +185,14 @@ def run_case(
         chosen = result.sensors[0].method
         total_err = abs(result.total_j - total_true) / total_true
         rows.append((method, chosen, total_err, median, worst, worst_share, worst_major, coverage))
+    session = prof.session
+    calibration = session.meta["calibration"]
+    median, worst, worst_share, worst_major, coverage = errors(session.layers(), truth)
+    total_err = abs(session.total_energy_j - total_true) / total_true
+    chosen = f"{calibration.get('seconds', 0.0):.1f}s" if calibration["calibrated"] else "off"
+    rows.append(
+        ("calibrated", chosen, total_err, median, worst, worst_share, worst_major, coverage)
+    )
     return steps, rows
 
 
@@ -169,7 +206,17 @@ def main() -> None:
         help="multiply every batch: steps longer than the counter's update period let the "
         "power fit see layers draw different power",
     )
+    parser.add_argument("--train", action="store_true", help="training steps, backward included")
+    parser.add_argument("--calibrate-s", type=float, help="calibration budget [default: auto]")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--updates",
+        nargs="*",
+        default=["20-50", "50-100", "100-100"],
+        help="counter update periods, ms (LOW-HIGH)",
+    )
     args = parser.parse_args()
+    updates = [tuple(float(v) / 1e3 for v in u.split("-")) for u in args.updates]
     print(
         f"{'model':12} {'power map':9} {'update':>10} {'steps':>5}  {'method':10} {'chosen':10}"
         f" {'total':>7} {'w.median':>8} {'worst10':>8} {'share':>7} {'worst>1%':>8}"
@@ -177,12 +224,18 @@ def main() -> None:
     )
     summary: dict[str, list[tuple[float, float]]] = {}
     for i, (model_name, kind, update) in enumerate(
-        (m, k, u)
-        for m in MODELS
-        for k in ("equal", "by-type", "random")
-        for u in ((0.02, 0.05), (0.05, 0.1))
+        (m, k, u) for m in args.models for k in ("equal", "by-type", "random") for u in updates
     ):
-        steps, rows = run_case(model_name, kind, update, args.seconds, i, args.batch_scale)
+        steps, rows = run_case(
+            model_name,
+            kind,
+            update,
+            args.seconds,
+            i,
+            args.batch_scale,
+            train=args.train,
+            calibrate_s=args.calibrate_s,
+        )
         for method, chosen, total_err, median, worst, share, worst_major, coverage in rows:
             summary.setdefault(method, []).append((median, worst, coverage, worst_major))
             update_ms = f"{update[0] * 1e3:.0f}-{update[1] * 1e3:.0f}ms"

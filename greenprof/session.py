@@ -30,6 +30,13 @@ LAYER_COLUMNS = [
     "energy_lo_j",
     "energy_hi_j",
 ]
+#: Layer columns a newer greenprof adds, with the value an older run directory reads as.
+LAYER_EXTRA_COLUMNS: dict[str, object] = {
+    "method": "",  # how the row was measured: replayed, shared signature, fit, time split
+    "power_w": 0.0,  # energy_j / time_s, with its interval
+    "power_lo_w": 0.0,
+    "power_hi_w": 0.0,
+}
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
 
@@ -41,14 +48,22 @@ SPANS_FILE = "spans.csv"
 REPORT_FILE = "report.html"
 
 
-def _frame(rows: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+def _frame(
+    rows: pd.DataFrame | None, columns: list[str], extra: dict[str, object] | None = None
+) -> pd.DataFrame:
+    """``rows`` with exactly ``columns`` plus the ``extra`` ones (defaults where missing)."""
+    extra = extra or {}
     if rows is None or len(rows) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
-    return rows[columns].reset_index(drop=True)
+        names = [*columns, *extra]
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in names})
+    frame = rows[columns].reset_index(drop=True)
+    for column, default in extra.items():
+        frame[column] = rows[column].to_numpy() if column in rows else default
+    return frame
 
 
 def _dtype(column: str) -> str:
-    if column in ("module", "type", "phase", "sensor"):
+    if column in ("module", "type", "phase", "sensor", "method", "region"):
         return "object"
     if column in ("calls", "depth"):
         return "int64"
@@ -81,7 +96,7 @@ class Session:
         self.meta.setdefault("format_version", FORMAT_VERSION)
         self.meta.setdefault("warnings", [])
         self.meta.setdefault("sensors", [])
-        self._layers = _frame(layers, LAYER_COLUMNS)
+        self._layers = _frame(layers, LAYER_COLUMNS, LAYER_EXTRA_COLUMNS)
         self._samples = _frame(samples, SAMPLE_COLUMNS)
         self._spans = _frame(spans, SPAN_COLUMNS)
 
@@ -217,13 +232,17 @@ class Session:
                 f"{meta.get('greenprof_version', '?')}; this greenprof reads format "
                 f"{FORMAT_VERSION} and older. Upgrade greenprof to read it."
             )
-        layers = _read_table(path / LAYERS_FILE, LAYER_COLUMNS, required=True)
+        layers = _read_table(
+            path / LAYERS_FILE, LAYER_COLUMNS, required=True, optional=list(LAYER_EXTRA_COLUMNS)
+        )
         samples = _read_table(path / SAMPLES_FILE, SAMPLE_COLUMNS, required=False)
         spans = _read_table(path / SPANS_FILE, SPAN_COLUMNS, required=False)
         return cls(meta, layers, samples, spans)
 
 
-def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFrame | None:
+def _read_table(
+    path: Path, columns: list[str], *, required: bool, optional: list[str] | None = None
+) -> pd.DataFrame | None:
     if not path.is_file():
         if required:
             raise SessionFormatError(f"{path}: missing")
@@ -237,7 +256,7 @@ def _read_table(path: Path, columns: list[str], *, required: bool) -> pd.DataFra
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise SessionFormatError(f"{path}: missing columns {', '.join(missing)}")
-    for column in columns:
+    for column in [*columns, *(c for c in optional or () if c in frame.columns)]:
         kind = _dtype(column)
         if kind == "object":
             values = frame[column].astype(object)

@@ -26,7 +26,7 @@ _HISTORY_MAX = 200_000
 
 
 class GroundTruthSensor(Sensor):
-    """Simulated energy counter with known per-module power (forward passes only).
+    """Simulated energy counter with known per-module power, forward and (optionally) backward.
 
     Args:
         model: the model whose modules draw power; names follow ``named_modules()``.
@@ -35,6 +35,9 @@ class GroundTruthSensor(Sensor):
         update_s: ``(low, high)`` seconds between counter updates, drawn uniformly.
         noise: standard deviation of each reading, relative to the increment since the last one.
         seed: random seed.
+        backward_w: like ``power_w``, for a module's backward; None leaves backward passes at
+            ``outside_w`` (truth then records them as "(outside modules)"). Backward truth is
+            keyed ``"NAME (backward)"``.
     """
 
     measured = True
@@ -49,10 +52,12 @@ class GroundTruthSensor(Sensor):
         noise: float = 0.02,
         seed: int = 0,
         name: str = "ground-truth",
+        backward_w: Callable[[str, torch.nn.Module], float] | None = None,
     ) -> None:
         self.name = name
         self.device = "sim"
         self._names = {id(m): n for n, m in model.named_modules()}
+        self._names.update({-k: n for k, n in self._names.items()})
         self._power = {id(m): float(power_w(n, m)) for n, m in model.named_modules()}
         self._outside_w = outside_w
         self._update_s = update_s
@@ -72,6 +77,11 @@ class GroundTruthSensor(Sensor):
         self._reported = 0.0
         self._reported_true = 0.0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._backward_power = (
+            {id(m): float(backward_w(n, m)) for n, m in model.named_modules()}
+            if backward_w is not None
+            else None
+        )
 
     # ------------------------------------------------------------ hooks
     def install(self) -> GroundTruthSensor:
@@ -80,6 +90,11 @@ class GroundTruthSensor(Sensor):
             nn_module.register_module_forward_pre_hook(self._enter),
             nn_module.register_module_forward_hook(self._exit, always_call=True),
         ]
+        if self._backward_power is not None:
+            self._handles += [
+                nn_module.register_module_full_backward_pre_hook(self._enter_backward),
+                nn_module.register_module_full_backward_hook(self._exit_backward),
+            ]
         return self
 
     def close(self) -> None:
@@ -92,7 +107,24 @@ class GroundTruthSensor(Sensor):
         if not self._stack:
             return OUTSIDE, self._outside_w
         top = self._stack[-1]
+        if top < 0:  # a backward entry
+            assert self._backward_power is not None
+            return self._names[-top] + " (backward)", self._backward_power[-top]
         return self._names[top], self._power[top]
+
+    def _enter_backward(self, module: torch.nn.Module, grad_output: object) -> None:
+        if id(module) in self._names:
+            with self._lock:
+                self._transition()
+                self._stack.append(-id(module))
+
+    def _exit_backward(
+        self, module: torch.nn.Module, grad_input: object, grad_output: object
+    ) -> None:
+        if id(module) in self._names and self._stack and self._stack[-1] == -id(module):
+            with self._lock:
+                self._transition()
+                self._stack.pop()
 
     def _transition(self) -> None:
         t = now_ns()

@@ -11,18 +11,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from greenprof.attribute.calibrated import calibrated_attribution
 from greenprof.attribute.fit import Attribution, SensorSeries, attribute
 from greenprof.attribute.windows import union_of_gaps, update_gaps
 from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError, ProfilerError
 from greenprof.measure.sampler import Sampler, check_interval_s
-from greenprof.profiler import frames
+from greenprof.profiler import calibration, frames
 from greenprof.profiler.advice import session_warnings
+from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
 from greenprof.sensors import Sensor, detect
 from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
 from greenprof.session import Session
+from greenprof.track.capture import CallCapture
 from greenprof.track.hooks import HookRecorder
 from greenprof.track.timeline import Timeline
 
@@ -62,6 +65,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         trace_steps: int = 20,
         meta: dict[str, Any] | None = None,
         bootstrap: int = 100,
+        calibrate: bool = True,
+        calibrate_s: float | None = None,
     ) -> None:
         self.interval_s = check_interval_s(interval_s)
         self._sensor_spec = sensors
@@ -69,6 +74,13 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self.trace_steps = trace_steps
         self.extra_meta = dict(meta or {})
         self.bootstrap = bootstrap
+        if calibrate_s is not None and not calibrate_s >= 0:
+            raise ConfigError(f"calibrate_s must be a number of seconds >= 0, got {calibrate_s!r}")
+        self.calibrate = bool(calibrate)
+        self.calibrate_s = calibrate_s
+        self._capture: CallCapture | None = None
+        self._calibration: CalibrationRun | None = None
+        self._calibration_note = ""
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
         self.time_table: TimeTable | None = None
@@ -83,11 +95,18 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self.sensors = _resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
         recorder = HookRecorder()
         recorder.install()  # raises first when already profiling: nothing to clean up then
+        if self.calibrate:
+            # Installed after the recorder's hooks would run after them; its hook only reads keys
+            # the recorder's pre-hook has already given, so the order is free.
+            self._capture = CallCapture(recorder.is_root)
+            self._capture.install()
         try:
             self._sampler = Sampler(self.sensors, interval_s=self.interval_s)
             self._sampler.start()
         except BaseException:
             recorder.remove()
+            if self._capture is not None:
+                self._capture.release()
             raise
         self._started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self._timeline = Timeline(
@@ -111,14 +130,22 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._recorder.remove()
         _wait_for_devices()
         t_end_ns = now_ns()
-        self._sampler.stop()
         meta = dict(self.extra_meta)
         if exc_type is not None:
             meta.setdefault("interrupted", issubclass(exc_type, KeyboardInterrupt))
             meta.setdefault("error", f"{exc_type.__name__}: {exc}")
+        interrupted: BaseException | None = None
         try:
             self._timeline.feed(self._recorder.drain(final=True))
             table = self._timeline.finish(t_end_ns)
+            try:
+                self._run_calibration(table, failed=exc_type is not None)
+            except KeyboardInterrupt as stop:
+                # Ctrl-C during calibration: the run's session without calibration, then stop.
+                interrupted = stop
+                self._calibration = None
+                self._calibration_note = "calibration was interrupted (Ctrl-C); not calibrated"
+            self._sampler.stop()
             self.session = self._build_session(table, meta)
         except Exception:
             if exc_type is None:
@@ -127,8 +154,54 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             logger.exception("greenprof: could not attribute energy; saving sensor totals only")
             self.session = frames.fallback_session(self._sampler.series(), meta)
         finally:
+            self._sampler.stop()
+            if self._capture is not None:
+                self._capture.release()
             for sensor in self.sensors:
                 _close_quietly(sensor)
+        if interrupted is not None:
+            raise interrupted
+
+    def _run_calibration(self, table: TimeTable, *, failed: bool) -> None:
+        """Replay the captured layers, when that is on and needed (see profiler.calibration)."""
+        assert self._recorder is not None and self._sampler is not None
+        capture = self._capture
+        if capture is None:
+            self._calibration_note = "calibration is off"
+            return
+        capture.disarm()
+        if failed:
+            self._calibration_note = "not calibrated: the profiled code raised"
+            return
+        if not capture.calls:
+            self._calibration_note = "not calibrated: no model call was captured"
+            return
+        period_s = calibration.update_period_s(
+            list(self._sampler.series().values()), self.interval_s
+        )
+        if self.calibrate_s is None and not calibration.needed(table, period_s):
+            self._calibration_note = (
+                f"not calibrated: layer calls outlast the sensors' update period ({period_s:.3g} s)"
+            )
+            return
+        run_s = (table.t_end_ns - table.t_start_ns) * 1e-9
+        budget_s = (
+            self.calibrate_s
+            if self.calibrate_s is not None
+            else max(calibration.MIN_BUDGET_S, calibration.BUDGET_SHARE * run_s)
+        )
+        plan = calibration.make_plan(table, self._recorder.keys, period_s, budget_s)
+        if not plan.slot_s:
+            self._calibration_note = "not calibrated: no module to replay within the budget"
+            return
+        self._calibration = calibration.calibrate(
+            self._recorder,
+            list(capture.calls.values()),
+            plan,
+            table,
+            clock=now_ns,
+            bin_ns=int(self.interval_s * 1e9) // 10,
+        )
 
     def layers_for(self, result: Attribution) -> pd.DataFrame:
         """Per-layer table of another attribution of this profile's recording.
@@ -164,10 +237,27 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         # Kept for re-analysis (e.g. greenprof.attribute.fit.attribute with another method).
         self.time_table, self.sensor_series = table, series
         names = frames.column_names(table, self._recorder.keys)
-        result = attribute(
-            table, series, bootstrap=self.bootstrap, classes=frames.column_classes(table, names)
-        )
-        layers = frames.layers_frame(table, result, names)
+        classes = frames.column_classes(table, names)
+        result = attribute(table, series, bootstrap=self.bootstrap, classes=classes)
+        methods = [frames.passive_method(result)] * len(table.columns)
+        calibration_facts: dict[str, Any] = {"calibrated": False, "note": self._calibration_note}
+        if self._calibration is not None:
+            calibrated = calibrated_attribution(
+                table,
+                series,
+                self._calibration.calibration,
+                result,
+                classes=classes,
+                bootstrap=self.bootstrap,
+            )
+            result, methods = calibrated.attribution, calibrated.methods
+            calibration_facts = {
+                "calibrated": True,
+                **self._calibration.facts,
+                "energy_j": calibrated.calibration_j,
+                "misfit": calibrated.misfit,
+            }
+        layers = frames.layers_frame(table, result, names, methods)
         meta = {**frames.run_facts(), **meta}
         meta.update(
             started_at=self._started_at,
@@ -179,6 +269,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             total_energy_lo_j=result.total_lo_j,
             total_energy_hi_j=result.total_hi_j,
             inconsistencies=table.inconsistencies + self._recorder.inconsistencies,
+            calibration=calibration_facts,
             warnings=session_warnings(
                 self._sampler.warnings, self._recorder.inconsistencies, table, result, names
             ),

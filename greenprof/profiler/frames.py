@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenprof.attribute.fit import Attribution, SensorSeries
+from greenprof.attribute.fit import POWER_FIT, Attribution, SensorSeries
 from greenprof.schema import OUTSIDE_KEY, OUTSIDE_MODULE, PHASES, TimeTable
-from greenprof.session import LAYER_COLUMNS, Session
+from greenprof.session import LAYER_COLUMNS, LAYER_EXTRA_COLUMNS, Session
 from greenprof.track.hooks import KeyInfo
 from greenprof.version import __version__
 
@@ -52,10 +52,18 @@ def column_classes(table: TimeTable, names: list[tuple[str, str]]) -> np.ndarray
     return classes
 
 
+def passive_method(result: Attribution) -> str:
+    """How rows were measured without replays: ``power fit`` or ``time split``."""
+    return "power fit" if any(r.method == POWER_FIT for r in result.sensors) else "time split"
+
+
 def layers_frame(
-    table: TimeTable, result: Attribution, names: list[tuple[str, str]]
+    table: TimeTable,
+    result: Attribution,
+    names: list[tuple[str, str]],
+    methods: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per (module, type, phase), highest energy first."""
+    """One row per (module, type, phase), highest energy first, with power and method."""
     frame = pd.DataFrame(
         {
             "module": [n[0] for n in names],
@@ -66,12 +74,24 @@ def layers_frame(
             "energy_j": result.energy_j,
             "energy_lo_j": result.energy_lo_j,
             "energy_hi_j": result.energy_hi_j,
+            "method": methods if methods is not None else [passive_method(result)] * len(names),
         }
     )
     # Two columns can share a name (e.g. a module seen under two roots): one row per name.
-    frame = frame.groupby(["module", "type", "phase"], as_index=False, sort=False).sum()
+    summed = {c: "sum" for c in LAYER_COLUMNS[3:]}
+    frame = frame.groupby(["module", "type", "phase"], as_index=False, sort=False).agg(
+        {**summed, "method": "first"}
+    )
+    time_s = frame["time_s"].to_numpy()
+    for column, energy in (("power_w", "energy_j"), ("power_lo_w", "energy_lo_j")):
+        frame[column] = np.divide(
+            frame[energy].to_numpy(), time_s, out=np.zeros(len(frame)), where=time_s > 0
+        )
+    frame["power_hi_w"] = np.divide(
+        frame["energy_hi_j"].to_numpy(), time_s, out=np.zeros(len(frame)), where=time_s > 0
+    )
     frame = frame.sort_values(["energy_j", "time_s"], ascending=False, kind="stable")
-    return frame[LAYER_COLUMNS].reset_index(drop=True)
+    return frame[[*LAYER_COLUMNS, *LAYER_EXTRA_COLUMNS]].reset_index(drop=True)
 
 
 def samples_frame(series: list[SensorSeries], t_start_ns: int) -> pd.DataFrame:

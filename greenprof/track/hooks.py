@@ -172,6 +172,15 @@ class HookRecorder:
         return events
 
     # ------------------------------------------------------------ naming
+    def key_of_module(self, obj: Any) -> int | None:
+        """The key of a module or optimizer seen so far, or None."""
+        return self._ids.get(id(obj))
+
+    def is_root(self, obj: Any) -> bool:
+        """True when ``obj`` was first seen as the outermost module called (a root model)."""
+        key = self._ids.get(id(obj))
+        return key is not None and self.keys[key].root == key
+
     def _key_of(self, obj: Any) -> int:
         key = self._ids.get(id(obj))
         if key is None:

@@ -64,7 +64,7 @@ def test_training_loop_rows_cover_every_phase_and_add_up():
         train(model)
     session = prof.session
     layers = session.layers()
-    assert list(layers.columns) == LAYER_COLUMNS
+    assert list(layers.columns)[: len(LAYER_COLUMNS)] == LAYER_COLUMNS
     assert set(layers.phase) == {"forward", "backward", "optimizer", "other"}
     assert OUTSIDE_MODULE in set(layers.module)
     assert {"", "0", "1", "2", "optimizer:SGD"} <= set(layers.module)
@@ -118,7 +118,7 @@ def test_ground_truth_three_times_the_power_is_recovered_by_the_fit():
     )
     sim.install()
     try:
-        with greenprof.profile(sensors=[sim], interval_s=0.002) as prof:
+        with greenprof.profile(sensors=[sim], interval_s=0.002, calibrate=False) as prof:
             sim.start_truth()
             with torch.no_grad():
                 for _ in range(80):
