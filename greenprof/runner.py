@@ -83,6 +83,8 @@ class RunOptions:
         report: write ``report.html`` (the session files are written either way).
         grid_g_per_kwh: grid carbon intensity stored with the run for its CO2 estimate.
         command: the command line stored in the session, as the user typed it.
+        calibrate: replay layers after the run to measure their power (see ``profile``).
+        calibrate_s: the calibration's time budget; None for the default.
     """
 
     interval_s: float = 0.01
@@ -92,6 +94,8 @@ class RunOptions:
     report: bool = True
     grid_g_per_kwh: float | None = None
     command: str = ""
+    calibrate: bool = True
+    calibrate_s: float | None = None
 
 
 @dataclass
@@ -152,6 +156,8 @@ def run(target: Target, options: RunOptions) -> RunResult:
         interval_s=options.interval_s,
         rated_cpu_power_w=options.rated_cpu_power_w,
         meta=meta,
+        calibrate=options.calibrate,
+        calibrate_s=options.calibrate_s,
     )
     outcome = _Outcome()
     try:

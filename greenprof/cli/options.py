@@ -34,6 +34,23 @@ exclude_option = click.option(
 )
 
 
+def calibrate_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--no-calibrate`` and ``--calibrate-s``: calibration by replay after the run."""
+    command = click.option(
+        "--calibrate-s",
+        type=click.FloatRange(min=0),
+        help="Seconds to spend replaying layers after the run to measure each one's power "
+        "[default: the larger of 10 s and 10 % of the run, when the sensors update more slowly "
+        "than the layers run].",
+    )(command)
+    return click.option(
+        "--no-calibrate",
+        is_flag=True,
+        help="Do not replay layers after the run (per-layer joules then come from the run's "
+        "own windows alone).",
+    )(command)
+
+
 def out_option(what: str) -> Decorator:
     """``--out DIR``: where a command writes its directory (default under ``reports/``)."""
     return click.option("--out", type=RUN_DIR, help=f"{what} [default: reports/NAME-TIME].")

@@ -11,7 +11,7 @@ import click
 
 from greenprof.cli.common import fail, shown
 from greenprof.cli.group import cli
-from greenprof.cli.options import cpu_power_option, grid_option, out_option
+from greenprof.cli.options import calibrate_options, cpu_power_option, grid_option, out_option
 from greenprof.errors import GreenprofError
 from greenprof.sensors import SENSOR_KINDS
 
@@ -41,6 +41,7 @@ _RUN_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": Fals
 @out_option("Run directory")
 @click.option("--no-report", is_flag=True, help="Save the session files but no HTML report.")
 @grid_option
+@calibrate_options
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -51,6 +52,8 @@ def run(
     out: Path | None,
     no_report: bool,
     grid_g_per_kwh: float | None,
+    no_calibrate: bool,
+    calibrate_s: float | None,
     target: str,
     args: tuple[str, ...],
 ) -> None:
@@ -76,6 +79,8 @@ def run(
         out=out,
         report=not no_report,
         grid_g_per_kwh=grid_g_per_kwh,
+        calibrate=not no_calibrate,
+        calibrate_s=calibrate_s,
         command=shlex.join(["greenprof", *sys.argv[1:]]),
     )
     try:

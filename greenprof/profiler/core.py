@@ -47,6 +47,12 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         trace_steps: steps whose individual spans are kept for the timeline view and trace export.
         meta: extra facts stored in ``session.meta`` (e.g. the command that was run).
         bootstrap: bootstrap replicates for the uncertainty of each figure.
+        calibrate: after the block, replay each captured layer alone to measure its power (on by
+            default; it runs only where a sensor updates more slowly than the layers it must
+            split). Replays leave the user's state as it was and are charged to no row; see
+            ``session.meta["calibration"]``.
+        calibrate_s: the replays' time budget, seconds [default: the larger of 10 s and 10 % of
+            the profiled time]. Given explicitly, calibration runs whatever the sensors' speed.
 
     Example:
         >>> import greenprof, torch

@@ -1,14 +1,18 @@
 """Energy per workload call, with an uncertainty honest enough to accept or reject a change on.
 
 The workload runs several times inside one profile. The session gives the joules per layer; the
-joules of each repeat are read off the sensors' cumulative samples at the repeat boundaries.
+joules per call come from the sensors' own update windows: each counter window's joules divided by
+the (fractional) number of calls it held, windows merged until each holds at least one whole call.
+Reading a counter at the repeat boundaries instead would see nothing on a counter that updates every
+100 ms while a call takes 10 ms (most boundaries fall between two updates).
 
 The figure per call is the **median** of the repeats, with a distribution-free 95 % interval
 (order statistics). A mean would follow bursts of load from other processes: on a shared machine
 their contention makes the threads of a parallel kernel spin while they wait for each other,
 which inflates CPU time and so the CPU estimate several-fold for a moment. The median of ten or
 more repeats ignores such bursts unless they cover most of the profile. Where the samples cannot
-be split per repeat, the mean of the session and its interval are used.
+be split so, the mean of the session and its interval are used. On CUDA the device is synchronised
+at every mark, so a call's queued kernels finish inside it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 from scipy import stats
 from torch import nn
 
+from greenprof.attribute.windows import update_gaps
 from greenprof.clock import now_ns
+from greenprof.cuda_state import cuda_in_use
 from greenprof.session import Session
 
 Workload = Callable[[nn.Module], Any]
@@ -103,10 +109,13 @@ def measure(
     workload(model)
     warm_s = time.perf_counter() - started
     repeats = int(min(max_repeats, max(min_repeats, math.ceil(min_seconds / max(warm_s, 1e-6)))))
+    sync = _synchronize_devices if cuda_in_use() else _nothing
     with profiler() as prof:
+        sync()
         marks_ns = [now_ns()]
         for _ in range(repeats):
             workload(model)
+            sync()
             marks_ns.append(now_ns())
     session: Session = prof.session
     wall_s = (marks_ns[-1] - marks_ns[0]) * 1e-9
@@ -131,23 +140,64 @@ def measure(
     )
 
 
-def _repeat_energies(session: Session, marks_ns: np.ndarray) -> list[float]:
-    """Joules of each repeat: every sensor's cumulative curve read at the repeat boundaries.
+def _synchronize_devices() -> None:
+    import torch
 
-    Sample times are seconds from the profile's start, which is within microseconds of the first
-    mark; an offset that small is far below the sampling interval.
+    torch.cuda.synchronize()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _repeat_energies(session: Session, marks_ns: np.ndarray) -> list[float]:
+    """Joules per call, one figure per group of counter windows, all sensors added up.
+
+    Each sensor's curve is cut at its update points (the middle of the poll gap in which it
+    changed); consecutive windows inside the repeats are merged until each group holds at least
+    one whole call, and each group gives joules / calls. Sensors are added group by group after
+    resampling to the slowest sensor's number of groups (sorted figures, quantile matched).
+    Sample times are seconds from the profile's start, within microseconds of the first mark.
     """
     samples = session.samples()
     if samples.empty:
         return []
     marks_s = marks_ns * 1e-9
-    total = np.zeros(len(marks_s))
+    calls_at = np.arange(len(marks_s), dtype=float)
+    per_sensor = []
     for _, series in samples.groupby("sensor"):
         series = series.sort_values("t_s")
         if len(series) < 2:
             return []
-        total += np.interp(marks_s, series["t_s"].to_numpy(), series["energy_j"].to_numpy())
-    return [float(e) for e in np.diff(total)]
+        figures = _window_figures(
+            series["t_s"].to_numpy(), series["energy_j"].to_numpy(), marks_s, calls_at
+        )
+        if len(figures) < 2:
+            return []
+        per_sensor.append(np.sort(figures))
+    n = min(len(f) for f in per_sensor)
+    quantiles = (np.arange(n) + 0.5) / n
+    matched = [f if len(f) == n else np.quantile(f, quantiles) for f in per_sensor]
+    return [float(v) for v in sum(matched)]
+
+
+def _window_figures(
+    t_s: np.ndarray, energy_j: np.ndarray, marks_s: np.ndarray, calls_at: np.ndarray
+) -> list[float]:
+    lo, hi, after_j = update_gaps(t_s, energy_j)
+    edges = 0.5 * (lo + hi)  # the counter reads after_j from here on
+    inside = (edges >= marks_s[0]) & (edges <= marks_s[-1])
+    edges, edge_j = edges[inside], after_j[inside]
+    if len(edges) < 2:
+        return []
+    edge_calls = np.interp(edges, marks_s, calls_at)
+    figures, start = [], 0
+    for end in range(1, len(edges)):
+        calls = edge_calls[end] - edge_calls[start]
+        if calls >= 1.0:
+            figures.append(float(edge_j[end] - edge_j[start]) / calls)
+            start = end
+    return figures
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:

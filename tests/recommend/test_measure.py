@@ -18,7 +18,7 @@ def test_median_interval_uses_order_statistics():
     assert median == 1.0 and hi == 1.0  # one burst of load does not move it
 
 
-def test_repeat_energies_read_the_cumulative_curve_at_boundaries():
+def test_repeat_energies_follow_each_sensors_windows_and_add_sensors_up():
     samples = pd.DataFrame(
         {
             "sensor": ["a"] * 5 + ["b"] * 5,
@@ -29,6 +29,22 @@ def test_repeat_energies_read_the_cumulative_curve_at_boundaries():
     session = Session({}, samples=samples)
     marks_ns = np.array([0, 1_000_000_000, 3_000_000_000])
     assert _repeat_energies(session, marks_ns) == pytest.approx([3.0, 6.0])
+
+
+def test_joules_per_call_across_a_counter_slower_than_the_calls():
+    # A 100 ms counter at 50 W, polled every 10 ms; calls of 10 ms. Read at the call boundaries
+    # nearly every call would see 0 J; the counter's own windows give 0.5 J per call.
+    polls_s = np.arange(0.0, 3.0, 0.01)
+    energy = 50.0 * np.floor(polls_s / 0.1 + 0.37) * 0.1
+    session = Session(
+        {}, samples=pd.DataFrame({"sensor": "gpu", "t_s": polls_s, "energy_j": energy})
+    )
+    marks_ns = (np.arange(0.05, 2.9, 0.01) * 1e9).astype(np.int64)
+    per_call = _repeat_energies(session, marks_ns)
+    assert len(per_call) >= 20
+    assert np.median(per_call) == pytest.approx(0.5, rel=0.05)
+    boundaries = np.interp(marks_ns * 1e-9, polls_s, energy)
+    assert np.median(np.diff(boundaries)) == 0.0  # what reading at the boundaries would give
 
 
 def test_measure_without_samples_uses_the_session_mean(blocks, tokens):
