@@ -25,7 +25,7 @@ from scipy import sparse
 
 from greenprof.attribute.fit import Attribution, SensorResult, SensorSeries
 from greenprof.attribute.power_model import allocate, ridge_nnls
-from greenprof.attribute.uncertainty import unresolved_columns
+from greenprof.attribute.uncertainty import centred, unresolved_columns
 from greenprof.attribute.windows import energy_windows, window_times
 from greenprof.schema import OUTSIDE_COLUMN, TimeTable
 
@@ -212,7 +212,7 @@ def calibrated_attribution(
                 rel_hi = passive.energy_hi_j[c] / passive.energy_j[c] - 1.0
                 lo[c] = min(lo[c], energy[c] * (1.0 - rel_lo))
                 hi[c] = max(hi[c], energy[c] * (1.0 + rel_hi))
-    lo = np.clip(lo, 0.0, energy)
+    lo, hi = centred(energy, np.clip(lo, 0.0, energy), np.maximum(hi, energy))
     total = float(sum(r.total_j for r in results))
     total_half = float(np.sqrt(sum((r.total_j - r.total_lo_j) ** 2 for r in results)))
     unresolved = unresolved_columns(energy, lo, hi, total, run.steps, np.ones(n))

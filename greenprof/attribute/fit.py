@@ -38,6 +38,7 @@ from greenprof.attribute.power_model import (
 from greenprof.attribute.uncertainty import (
     PRIOR_POWER_SPREAD,
     bootstrap_interval,
+    centred,
     posterior_interval,
     unresolved_columns,
 )
@@ -162,8 +163,7 @@ def attribute(
         energy += r.energy_j
         low_dev += (r.energy_j - r.energy_lo_j) ** 2
         high_dev += (r.energy_hi_j - r.energy_j) ** 2
-    lo = np.maximum(energy - np.sqrt(low_dev), 0.0)
-    hi = energy + np.sqrt(high_dev)
+    lo, hi = centred(energy, np.maximum(energy - np.sqrt(low_dev), 0.0), energy + np.sqrt(high_dev))
     total = float(sum(r.total_j for r in results))
     total_lo = total - float(np.sqrt(sum((r.total_j - r.total_lo_j) ** 2 for r in results)))
     total_hi = total + float(np.sqrt(sum((r.total_hi_j - r.total_j) ** 2 for r in results)))

@@ -26,8 +26,9 @@ _POSTERIOR_DRAWS = 400
 _NOISE_FLOOR_REL = 1e-3
 #: Beyond this many times the recorded steps, "more steps" is no advice.
 _MAX_MORE_STEPS = 4096.0
-#: A layer is "resolved" when its 95% interval is within this fraction of its energy.
-RESOLVED_REL = 0.2
+#: The one threshold of "noise": a figure whose 95% interval reaches further than this share of
+#: its value from it. The noise tag, the warnings and the README all use it.
+NOISE_REL = 0.2
 
 
 def bootstrap_interval(
@@ -176,7 +177,7 @@ def _more_steps_needed(
     while factor <= _MAX_MORE_STEPS and np.isinf(needed).any():
         cov = np.linalg.inv(factor * gram + (noise_var / spread**2) * np.eye(k_free))
         sd_w = np.sqrt(noise_var * ((basis @ cov) * basis).sum(axis=1))
-        done = np.isinf(needed) & (1.96 * sd_w <= RESOLVED_REL * common_w)
+        done = np.isinf(needed) & (1.96 * sd_w <= NOISE_REL * common_w)
         needed[done] = factor
         factor *= 2.0
     return needed
@@ -193,6 +194,18 @@ def _complement_basis(weights: np.ndarray) -> np.ndarray:
     return q[:, 1:k]
 
 
+def centred(
+    energy_j: np.ndarray, energy_lo_j: np.ndarray, energy_hi_j: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Widen each interval to reach as far on both sides of its value (never below 0 J).
+
+    A bootstrap or a posterior may leave the estimate at one edge of its interval; the figure
+    shown as "value ± uncertainty" must lie inside it, so the longer side is used on both.
+    """
+    half = np.maximum(energy_j - energy_lo_j, energy_hi_j - energy_j)
+    return np.maximum(energy_j - half, 0.0), energy_j + half
+
+
 def unresolved_columns(
     energy: np.ndarray,
     lo: np.ndarray,
@@ -201,7 +214,7 @@ def unresolved_columns(
     steps: int,
     more_steps: np.ndarray,
 ) -> list[tuple[int, float, int]]:
-    """Columns with a noticeable share whose interval is wider than RESOLVED_REL, by energy.
+    """Columns with a noticeable share whose interval is wider than NOISE_REL, by energy.
 
     Each entry is ``(column, relative half-width, steps needed)``; steps needed is 0 where more
     steps like these would not help (the windows cannot tell the column from its neighbours).
@@ -211,9 +224,9 @@ def unresolved_columns(
         if total <= 0 or energy[c] < 0.005 * total:
             break
         rel = float((hi[c] - lo[c]) / (2 * energy[c]))
-        if rel > RESOLVED_REL:
+        if rel > NOISE_REL:
             # Noise shrinks as 1/sqrt(steps); mixing with other layers may take more (or never).
-            factor = max((rel / RESOLVED_REL) ** 2, float(more_steps[c]))
+            factor = max((rel / NOISE_REL) ** 2, float(more_steps[c]))
             needed = 0 if np.isinf(factor) else int(np.ceil(max(steps, 1) * factor))
             out.append((int(c), rel, needed))
     return out
@@ -226,6 +239,6 @@ def uncertainty_j(energy_j: ArrayLike, energy_lo_j: ArrayLike, energy_hi_j: Arra
 
 
 def is_noise(energy_j: ArrayLike, energy_lo_j: ArrayLike, energy_hi_j: ArrayLike) -> Any:
-    """Return True where an interval is at least as wide as its value: that number is noise."""
-    width = np.asarray(energy_hi_j, dtype=float) - np.asarray(energy_lo_j, dtype=float)
-    return width >= np.abs(np.asarray(energy_j, dtype=float))
+    """Return True where the interval reaches further than :data:`NOISE_REL` from the value."""
+    energy = np.abs(np.asarray(energy_j, dtype=float))
+    return uncertainty_j(energy_j, energy_lo_j, energy_hi_j) > NOISE_REL * energy

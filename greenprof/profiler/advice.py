@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from greenprof.attribute.fit import TIME_SPLIT, Attribution
+from greenprof.attribute.uncertainty import NOISE_REL
 from greenprof.schema import PHASES, TimeTable
 
 #: At most this many "layer not resolved" warnings are listed one by one.
@@ -15,6 +18,8 @@ def session_warnings(
     table: TimeTable,
     result: Attribution,
     names: list[tuple[str, str]],
+    *,
+    calibrated: bool = False,
 ) -> list[str]:
     """Every warning of a finished profile, the sampler's first (one line per failed sensor)."""
     out = list(sampler_warnings)
@@ -42,20 +47,27 @@ def session_warnings(
     inconsistencies = table.inconsistencies + hook_inconsistencies
     if inconsistencies:
         out.append(f"{inconsistencies} hook events did not match (e.g. a forward that raised)")
-    return out + resolution_warnings(table, result, names)
+    return out + resolution_warnings(table, result, names, calibrated=calibrated)
 
 
 def resolution_warnings(
-    table: TimeTable, result: Attribution, names: list[tuple[str, str]]
+    table: TimeTable,
+    result: Attribution,
+    names: list[tuple[str, str]],
+    *,
+    calibrated: bool = False,
 ) -> list[str]:
     """One line per layer the recorded steps could not resolve, saying what would."""
     out = []
     steps = table.steps or 1
+    target = f"±{NOISE_REL:.0%}"
     for column, rel, needed in result.unresolved[:MAX_RESOLUTION_WARNINGS]:
         module = names[column][0] or "(root)"
         phase = PHASES[table.columns[column][1]]
-        if needed:
-            advice = f"about {needed} steps would resolve it to ±20%"
+        if calibrated:
+            advice = "a longer calibration (--calibrate-s) or a longer run would narrow it"
+        elif needed:
+            advice = f"about {needed} steps would resolve it to {target}"
         else:
             advice = (
                 "the sensor's windows cannot tell its power from its neighbours'; more steps "
@@ -64,5 +76,31 @@ def resolution_warnings(
         out.append(f"{module} ({phase}): ±{rel:.0%} after {steps} steps is noise-level; {advice}")
     extra = len(result.unresolved) - MAX_RESOLUTION_WARNINGS
     if extra > 0:
-        out.append(f"... and {extra} more layers not resolved to ±20%")
+        out.append(f"... and {extra} more layers not resolved to {target}")
+    return out
+
+
+#: Replayed powers that predict the run's joules further off than this are reported.
+MISFIT_REL = 0.15
+
+
+def calibration_warnings(facts: dict[str, Any]) -> list[str]:
+    """What the user should know of the calibration: interrupted, failed parts, misfit."""
+    out = []
+    note = str(facts.get("note", ""))
+    if "interrupted" in note:
+        out.append(note + ": per-layer joules come from the run's own windows alone")
+    for name, factor in (facts.get("misfit") or {}).items():
+        if factor == factor and abs(factor - 1.0) > MISFIT_REL:  # NaN: nothing to compare
+            out.append(
+                f"{name}: the replayed layers' powers predict {1 / factor:.0%} of the run's "
+                "measured joules: layers draw differently in the run (cache, clocks, overlap); "
+                "rows are scaled to the measured total"
+            )
+    skipped = facts.get("skipped") or {}
+    if skipped:
+        listed = ", ".join(f"{n or '(root)'} ({why})" for n, why in list(skipped.items())[:3])
+        out.append(f"{len(skipped)} layer(s) could not be replayed and keep the fit: {listed}")
+    for root, why in (facts.get("roots_failed") or {}).items():
+        out.append(f"calibration could not run {root} again ({why}); its layers keep the fit")
     return out

@@ -19,7 +19,7 @@ from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError, ProfilerError
 from greenprof.measure.sampler import Sampler, check_interval_s
 from greenprof.profiler import calibration, frames
-from greenprof.profiler.advice import session_warnings
+from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
 from greenprof.sensors import Sensor, detect
@@ -277,9 +277,15 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             inconsistencies=table.inconsistencies + self._recorder.inconsistencies,
             calibration=calibration_facts,
             warnings=session_warnings(
-                self._sampler.warnings, self._recorder.inconsistencies, table, result, names
+                self._sampler.warnings,
+                self._recorder.inconsistencies,
+                table,
+                result,
+                names,
+                calibrated=self._calibration is not None,
             ),
         )
+        meta["warnings"] += calibration_warnings(calibration_facts)
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps
         return Session(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from greenprof.report.tables import display_name, module_rows, sensor_rows
+from greenprof.report.tables import calibration_text, display_name, module_rows, sensor_rows
 from greenprof.report.units import (
     format_duration,
     format_energy,
@@ -54,8 +54,23 @@ def render_summary(session: Session, n: int = 10, phases: Iterable[str] | None =
             f"... {len(rest)} more modules, {format_energy(rest['energy_j'].sum())} "
             f"({format_share(rest['share'].sum())})"
         )
-    lines += [f"warning: {w}" for w in session.warnings]
+    lines += warning_lines(session.warnings)
     return "\n".join(lines)
+
+
+#: The terminal shows at most this many warnings; the report and session.json keep all.
+MAX_WARNING_LINES = 5
+
+
+def warning_lines(warnings: list[str]) -> list[str]:
+    """At most :data:`MAX_WARNING_LINES` warnings, then a pointer to where the rest are."""
+    shown = [f"warning: {w}" for w in warnings[:MAX_WARNING_LINES]]
+    if len(warnings) > MAX_WARNING_LINES:
+        shown.append(
+            f"... {len(warnings) - MAX_WARNING_LINES} more warnings in the HTML report "
+            "(and session.json)"
+        )
+    return shown
 
 
 def render_comparison(comparison: Comparison, n: int = 20) -> str:
@@ -112,6 +127,9 @@ def _header(session: Session, phases: list[str] | None) -> list[str]:
     lines = [first, f"sensors: {sensors or 'none (ESTIMATED)'}"]
     if meta.get("command"):
         lines.append(f"command: {meta['command']}")
+    calibration = calibration_text(meta)
+    if calibration:
+        lines.append(f"calibration: {calibration}")
     if phases is not None:
         lines.append(f"phases: {', '.join(phases)}")
     lines.append("")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from greenprof.report import figures
-from greenprof.report.tables import display_name, layer_rows, sensor_rows
+from greenprof.report.power_figure import layer_power_figure
+from greenprof.report.tables import calibration_text, display_name, layer_rows, sensor_rows
 from greenprof.report.units import (
     co2_g,
     format_duration,
@@ -241,6 +242,7 @@ def _facts(session: Session) -> str:
         ("greenprof", meta.get("greenprof_version")),
         ("Sampling interval", format_duration(interval) if _is_number(interval) else None),
         ("Exit status", _exit_text(meta)),
+        ("Calibration", calibration_text(meta)),
     ]
     rows = "".join(
         f"<tr><th>{escape_text(name)}</th><td>{escape_text(value)}</td></tr>"
@@ -286,6 +288,13 @@ def _figures(session: Session) -> str:
             "cumulative energy, averaged over bins no shorter than the sensor updates.",
         ),
         (figures.phase_stack_figure, "Self energy of the modules that cost most, by phase."),
+        (
+            layer_power_figure,
+            "Power of each layer while it runs, with its 95% interval. Solid bars were measured by "
+            "replaying the layer alone after the run; hatched ones share a replayed layer's "
+            "power (//), come from the fit over the run's windows (..) or assume equal power "
+            "(xx).",
+        ),
         (
             figures.tree_figure,
             "The module tree: each box is as wide as the module's inclusive "

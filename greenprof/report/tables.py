@@ -9,6 +9,7 @@ import pandas as pd
 
 from greenprof.attribute.tree import self_per_module
 from greenprof.attribute.uncertainty import is_noise, uncertainty_j
+from greenprof.report.units import format_duration, format_energy
 from greenprof.session import PHASES, Session
 
 ROOT_LABEL = "(root)"
@@ -87,3 +88,23 @@ def _with_derived(rows: pd.DataFrame, total_energy_j: float) -> pd.DataFrame:
     rows["uncertainty_j"] = uncertainty_j(*(b.to_numpy(dtype=float) for b in bounds))
     rows["noise"] = is_noise(*(b.to_numpy(dtype=float) for b in bounds))
     return rows
+
+
+def calibration_text(meta: dict[str, object]) -> str | None:
+    """How the per-layer powers were measured, in one line (None for runs that predate it)."""
+    facts = meta.get("calibration")
+    if not isinstance(facts, dict):
+        return None
+    if not facts.get("calibrated"):
+        return str(facts.get("note") or "not calibrated")
+    replayed = facts.get("replayed") or []
+    shared = facts.get("shared") or {}
+    text = (
+        f"{len(replayed)} modules replayed alone after the run"
+        + (f", {len(shared)} sharing a replayed module's power" if shared else "")
+        + f", in {format_duration(float(facts.get('seconds', 0.0)))}"
+    )
+    energy = facts.get("energy_j")
+    if isinstance(energy, (int, float)) and not isinstance(energy, bool):
+        text += f" ({format_energy(float(energy))}, charged to no row)"
+    return text

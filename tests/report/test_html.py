@@ -15,7 +15,9 @@ def test_report_is_self_contained(make_session) -> None:
     # Nothing is fetched: no external scripts, styles, images or fonts.
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page)
     assert "<link" not in page and "@import" not in page and "url(" not in page
-    assert page.count("<img src='data:image/svg+xml;base64,") == 3
+    assert (
+        page.count("<img src='data:image/svg+xml;base64,") == 4
+    )  # power over time, phases, per-layer power, module tree
 
 
 def test_every_user_string_is_escaped(make_session) -> None:
@@ -96,3 +98,22 @@ def test_write_html_into_a_directory(tmp_path, make_session) -> None:
 def test_report_of_a_session_with_nothing_in_it() -> None:
     page = render_html(Session({}, pd.DataFrame()))
     assert "ESTIMATED" in page  # no sensor at all cannot be called measured
+
+
+def test_the_report_shows_how_each_layer_was_measured(make_session):
+    session = make_session()
+    from greenprof.report.html import render_html
+
+    calibrated = session.meta | {
+        "calibration": {
+            "calibrated": True,
+            "seconds": 1.5,
+            "replayed": ["a", "b"],
+            "shared": {"c": "b"},
+            "energy_j": 12.0,
+        }
+    }
+    page = render_html(type(session)(calibrated, session.layers(), session.samples()))
+    assert "2 modules replayed alone after the run, 1 sharing a replayed module" in page
+    assert "charged to no row" in page
+    assert "Power of each layer while it runs" in page

@@ -39,8 +39,9 @@ def test_grid_intensity_prefers_override_then_run_then_default() -> None:
     assert grid_intensity({"grid_g_per_kwh": "dirty"}) == DEFAULT_GRID_G_PER_KWH
 
 
-def test_uncertainty_is_the_wider_side_and_noise_is_an_interval_as_wide_as_the_value() -> None:
+def test_uncertainty_is_the_wider_side_and_noise_reaches_past_twenty_percent() -> None:
     assert uncertainty_j(10.0, 9.0, 13.0) == 3.0
-    assert not is_noise(10.0, 9.0, 13.0)
+    assert is_noise(10.0, 9.0, 13.0)  # ±30%
+    assert not is_noise(10.0, 9.0, 11.5)  # ±15%
     assert is_noise(1.0, 0.0, 1.0)
     assert not math.isnan(float(uncertainty_j(0.0, 0.0, 0.0)))
