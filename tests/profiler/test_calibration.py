@@ -165,3 +165,61 @@ def test_ctrl_c_during_calibration_keeps_the_runs_session():
     assert not prof.session.meta["calibration"]["calibrated"]
     assert "interrupted" in prof.session.meta["calibration"]["note"]
     assert prof.session.total_energy_j > 0
+
+
+def test_greenprof_run_calibrates_a_model_built_inside_a_function(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "train.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def main():
+                model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
+                opt = torch.optim.SGD(model.parameters(), lr=0.01)
+                for _ in range(30):
+                    model(torch.randn(16, 32)).square().mean().backward()
+                    opt.step()
+                    opt.zero_grad()
+
+            main()  # the model is gone when the script ends
+            """
+        )
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenprof",
+            "run",
+            "--out",
+            "run",
+            "--calibrate-s",
+            "0.5",
+            "train.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "run" / "session.json").read_text())
+    assert meta["calibration"]["calibrated"], meta["calibration"]
+    assert {"0", "2"} <= set(meta["calibration"]["replayed"])
+    assert "calibration:" in done.stderr
+    off = subprocess.run(
+        [sys.executable, "-m", "greenprof", "run", "--out", "off", "--no-calibrate", "train.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert off.returncode == 0, off.stderr
+    meta = json.loads((tmp_path / "off" / "session.json").read_text())
+    assert not meta["calibration"]["calibrated"]
