@@ -154,6 +154,10 @@ class Replayer:
         return self.report
 
     def _run_root(self, call: CapturedCall) -> None:
+        too_big = _over_memory_budget((call.args, call.kwargs))
+        if too_big:
+            self.report.roots_failed[type(call.module).__name__] = too_big
+            return
         training = dict(call.training)
         for name, sub in call.module.named_modules():
             sub.training = training.get(name, sub.training)
@@ -213,6 +217,29 @@ def _backward_step(module: torch.nn.Module, args: Any, kwargs: Any) -> Callable[
         torch.autograd.grad(outputs, wrt, grads, allow_unused=True)
 
     return step
+
+
+#: A root's inputs are copied for the replays only if the copy takes at most this share of the
+#: device's free memory.
+GPU_MEMORY_SHARE = 0.25
+
+
+def _over_memory_budget(inputs: Any) -> str:
+    """Why copying ``inputs`` on the GPU would be unwise, or ``""``."""
+    if not cuda_in_use():
+        return ""
+    needed: dict[torch.device, int] = {}
+    for t in tensors_in(inputs):
+        if t.is_cuda:
+            needed[t.device] = needed.get(t.device, 0) + t.numel() * t.element_size()
+    for device, nbytes in needed.items():
+        free, _total = torch.cuda.mem_get_info(device)
+        if nbytes > GPU_MEMORY_SHARE * free:
+            return (
+                f"its inputs ({nbytes / 2**20:.0f} MiB) exceed {GPU_MEMORY_SHARE:.0%} of the free "
+                f"memory of {device} ({free / 2**20:.0f} MiB); not replayed"
+            )
+    return ""
 
 
 def _reason(exc: BaseException) -> str:
