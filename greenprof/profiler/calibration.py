@@ -70,18 +70,24 @@ def update_period_s(series: list[tuple[np.ndarray, np.ndarray]], fallback_s: flo
     return max(periods) if periods else fallback_s
 
 
+#: A module with at least this share of the modules' time is one the sensors must split.
+NEEDED_SHARE = 0.01
+
+
 def needed(table: TimeTable, period_s: float) -> bool:
-    """True when the typical module call is shorter than the sensor's update period."""
+    """True when a module with a noticeable share of the time runs shorter than a counter update.
+
+    Its calls are then shorter than the slowest sensor's update period, so the run's windows mix
+    it with its neighbours.
+    """
     calls = np.asarray(table.calls, np.float64)
     keep = np.array([key != OUTSIDE_KEY for key, _ in table.columns]) & (calls > 0)
     if not keep.any():
         return False
-    per_call_s = table.self_ns[keep] * 1e-9 / calls[keep]
-    weights = table.self_ns[keep].astype(np.float64)
-    order = np.argsort(per_call_s)
-    cumulative = np.cumsum(weights[order])
-    median = per_call_s[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
-    return bool(median < period_s)
+    self_s = table.self_ns[keep] * 1e-9
+    per_call_s = self_s / calls[keep]
+    noticeable = self_s >= NEEDED_SHARE * self_s.sum()
+    return bool(np.any(per_call_s[noticeable] < period_s))
 
 
 def signature(module: torch.nn.Module) -> tuple[Any, ...]:
