@@ -92,7 +92,7 @@ def power_map(kind: str, model: nn.Module, seed: int):
 
 
 def errors(session_layers, truth: dict[str, float]) -> tuple[float, float, float, float]:
-    """Energy-weighted median error, worst of the top 10, their share, and interval coverage."""
+    """Weighted median error, worst of the top 10 (+ share), worst >= 1%, coverage, width."""
     rows = session_layers.assign(
         key=[
             m if p != "backward" else f"{m} (backward)"
@@ -115,12 +115,14 @@ def errors(session_layers, truth: dict[str, float]) -> tuple[float, float, float
     # Small models have fewer than ten layers that matter: also report those with >= 1% share.
     major = true_j >= 0.01 * true_j.sum()
     worst_major = float(err[major].max()) if major.any() else 0.0
+    half = np.maximum(est - lo, hi - est)[top10] / np.maximum(est[top10], 1e-12)
     return (
         weighted_median,
         float(err[worst]),
         float(true_j[worst] / true_j.sum()),
         worst_major,
         covered.mean(),
+        float(np.median(half)),
     )
 
 
@@ -181,17 +183,19 @@ def run_case(
         classes = column_classes(prof.time_table, prof.column_names())
         result = attribute(prof.time_table, prof.sensor_series, method=method, classes=classes)
         layers = prof.layers_for(result)
-        median, worst, worst_share, worst_major, coverage = errors(layers, truth)
+        median, worst, worst_share, worst_major, coverage, width = errors(layers, truth)
         chosen = result.sensors[0].method
         total_err = abs(result.total_j - total_true) / total_true
-        rows.append((method, chosen, total_err, median, worst, worst_share, worst_major, coverage))
+        rows.append(
+            (method, chosen, total_err, median, worst, worst_share, worst_major, coverage, width)
+        )
     session = prof.session
     calibration = session.meta["calibration"]
-    median, worst, worst_share, worst_major, coverage = errors(session.layers(), truth)
+    median, worst, worst_share, worst_major, coverage, width = errors(session.layers(), truth)
     total_err = abs(session.total_energy_j - total_true) / total_true
     chosen = f"{calibration.get('seconds', 0.0):.1f}s" if calibration["calibrated"] else "off"
     rows.append(
-        ("calibrated", chosen, total_err, median, worst, worst_share, worst_major, coverage)
+        ("calibrated", chosen, total_err, median, worst, worst_share, worst_major, coverage, width)
     )
     return steps, rows
 
@@ -220,7 +224,7 @@ def main() -> None:
     print(
         f"{'model':12} {'power map':9} {'update':>10} {'steps':>5}  {'method':10} {'chosen':10}"
         f" {'total':>7} {'w.median':>8} {'worst10':>8} {'share':>7} {'worst>1%':>8}"
-        f" {'covered':>7}"
+        f" {'covered':>7} {'±top10':>7}"
     )
     summary: dict[str, list[tuple[float, float]]] = {}
     for i, (model_name, kind, update) in enumerate(
@@ -236,13 +240,13 @@ def main() -> None:
             train=args.train,
             calibrate_s=args.calibrate_s,
         )
-        for method, chosen, total_err, median, worst, share, worst_major, coverage in rows:
-            summary.setdefault(method, []).append((median, worst, coverage, worst_major))
+        for method, chosen, total_err, median, worst, share, worst_major, coverage, width in rows:
+            summary.setdefault(method, []).append((median, worst, coverage, worst_major, width))
             update_ms = f"{update[0] * 1e3:.0f}-{update[1] * 1e3:.0f}ms"
             print(
                 f"{model_name:12} {kind:9} {update_ms:>10} {steps:5d}  {method:10} {chosen:10}"
                 f" {total_err:7.2%} {median:8.2%} {worst:8.2%} {share:7.2%} {worst_major:8.2%}"
-                f" {coverage:7.0%}"
+                f" {coverage:7.0%} {width:7.1%}"
             )
     print("\nacross all cases (median of the case figures; coverage: mean over cases):")
     for method, figures in summary.items():
@@ -251,7 +255,8 @@ def main() -> None:
             f"  {method:10} weighted-median error {np.median(arr[:, 0]):6.2%}, "
             f"worst-of-top-10 {np.median(arr[:, 1]):6.2%} (max over cases {arr[:, 1].max():6.2%}), "
             f"worst of layers >= 1% {np.median(arr[:, 3]):6.2%}, "
-            f"top-10 truth inside the 95% interval {arr[:, 2].mean():4.0%}"
+            f"top-10 truth inside the 95% interval {arr[:, 2].mean():4.0%}, "
+            f"median top-10 half-width ±{np.median(arr[:, 4]):.1%}"
         )
 
 
