@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +24,21 @@ from greenprof.sensors import Sensor
 
 OUTSIDE = "(outside modules)"
 _HISTORY_MAX = 200_000
+
+
+class Busy(torch.nn.Module):
+    """A layer that takes a fixed wall time, whatever the machine's speed or load.
+
+    It releases the GIL while it runs, as real kernels do, so the sampler thread keeps its pace.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return x
 
 
 class GroundTruthSensor(Sensor):

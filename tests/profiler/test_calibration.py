@@ -1,25 +1,11 @@
-import time
-
 import numpy as np
 import pytest
 import torch
-from simulate import GroundTruthSensor
+from simulate import Busy, GroundTruthSensor
 from torch import nn
 
 import greenprof
 from greenprof.sensors import ReplaySensor
-
-
-class Busy(nn.Module):
-    """A layer of fixed wall time (it releases the GIL, as kernels do)."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-
-    def forward(self, x):
-        time.sleep(self.seconds)
-        return x
 
 
 def _run(model, sim, steps, **options):

@@ -4,28 +4,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from simulate import GroundTruthSensor
+from simulate import Busy, GroundTruthSensor
 from torch import nn
 
 import greenprof
 from greenprof.errors import ConfigError, ProfilerError, SensorError
 from greenprof.sensors import ReplaySensor, Sensor
 from greenprof.session import LAYER_COLUMNS, OUTSIDE_MODULE, Session
-
-
-class Busy(nn.Module):
-    """A layer that takes a fixed wall time, whatever the machine's speed or load.
-
-    It releases the GIL while it runs, as real kernels do, so the sampler thread keeps its pace.
-    """
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-
-    def forward(self, x):
-        time.sleep(self.seconds)
-        return x
 
 
 def constant_power(watts: float = 50.0) -> ReplaySensor:
