@@ -124,7 +124,7 @@ class Keywords(nn.Module):
 
 def test_keyword_inputs_are_captured_and_replayed():
     model = Keywords()
-    with greenprof.profile(sensors=[_constant_sensor()], calibrate_s=0.3) as prof:
+    with greenprof.profile(sensors=[_constant_sensor()], calibrate_s=1.0) as prof:
         model(hidden_states=torch.randn(3, 4), scale=2.0)
     assert "proj" in prof.session.meta["calibration"]["replayed"]
 
