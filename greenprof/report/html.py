@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from greenprof.attribute.uncertainty import NOISE_REL
 from greenprof.report import figures
 from greenprof.report.power_figure import layer_power_figure
 from greenprof.report.tables import calibration_text, display_name, layer_rows, sensor_rows
@@ -328,6 +329,8 @@ def _layer_table(session: Session) -> str:
         ("time", "num"),
         ("calls", "num"),
         (f"per call ({unit})", "num"),
+        ("power (W" + (", est.)" if session.estimated else ")"), "num"),
+        ("measured by", "text"),
     ]
     head = "".join(
         f"<th data-type={kind}{' class=n' if kind == 'num' else ''}>{escape_text(name)}</th>"
@@ -337,8 +340,9 @@ def _layer_table(session: Session) -> str:
     return (
         "<div class=scroll><table class=sortable id=layers>"
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>"
-        "<p class=sub>Self energy per module and phase. Grey rows are noise: the uncertainty "
-        "is as large as the value. Click a column to sort.</p>"
+        "<p class=sub>Self energy per module and phase, and the power the layer draws while it "
+        "runs (95% interval). Grey rows are noise: their interval reaches further than "
+        f"±{NOISE_REL:.0%} from the value. Click a column to sort.</p>"
     )
 
 
@@ -354,6 +358,8 @@ def _layer_row(r: Any) -> str:
         num_cell(r.time_s, format_duration(r.time_s)),
         num_cell(r.calls, str(r.calls)),
         num_cell(r.energy_per_call_j, _per_call(r.energy_per_call_j)),
+        num_cell(r.power_w, f"{r.power_w:.3g} [{r.power_lo_w:.3g}, {r.power_hi_w:.3g}]"),
+        text_cell(r.method),
     ]
     noise = " class=noise" if r.noise else ""
     return f"<tr{noise}>{''.join(cells)}</tr>"
