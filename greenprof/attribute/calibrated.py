@@ -34,8 +34,10 @@ SHARED = "shared signature"
 FIT = "fit"
 CALIBRATED = "calibrated"
 
-#: Ridge towards the common power: small, replay windows carry the evidence.
-_RIDGE = 1e-3
+#: Smallest ridge towards the common power (replay windows carry the evidence).
+_RIDGE = 1e-4
+#: Prior spread of a group's power around the common power, relative to it.
+PRIOR_SPREAD = 0.5
 
 
 @dataclass
@@ -110,11 +112,25 @@ def _to_groups(times: sparse.csr_matrix, group_of: np.ndarray, n_groups: int) ->
 
 
 def _fit(x: np.ndarray, e: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Power per group from windows (seconds per group ``x``, joules ``e``, lengths ``d``)."""
+    """Power per group from windows (seconds per group ``x``, joules ``e``, lengths ``d``).
+
+    A Bayesian ridge: each group's power has a prior around the common power with a spread of
+    :data:`PRIOR_SPREAD` of it; the penalty is the windows' residual variance over that prior
+    variance. A group the windows pin down (a replayed layer) keeps its own figure; one that is
+    never more than a sliver of any window (a parent's own glue) stays near the common power
+    instead of wherever the noise would push it.
+    """
     keep = d > 0
     xs, es = x[keep] / d[keep, None], e[keep] / d[keep]  # average power per window
     prior = float(e.sum() / max(x.sum(), 1e-12))
-    return ridge_nnls(xs.T @ xs, xs.T @ es, prior, _RIDGE)
+    gram, moment = xs.T @ xs, xs.T @ es
+    first = ridge_nnls(gram, moment, prior, _RIDGE)
+    residual = es - xs @ first
+    dof = max(len(es) - xs.shape[1], 1)
+    noise_var = float(residual @ residual) / dof
+    scale = max(np.trace(gram) / max(len(moment), 1), 1e-30)
+    ridge = noise_var / max((PRIOR_SPREAD * prior) ** 2, 1e-30) / scale
+    return ridge_nnls(gram, moment, prior, max(ridge, _RIDGE))
 
 
 def calibrated_attribution(

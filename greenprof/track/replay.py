@@ -2,9 +2,9 @@
 
 Energy counters update every 20-100 ms, layers take micro- to milliseconds: the run's own windows
 all hold the same mix of layers and cannot tell one layer's power from another's. After the run,
-each root model's captured call (:mod:`greenprof.track.capture`) is run once more; when it reaches
-a planned module, that module runs alone in a tight loop, through its own ``__call__`` (so its hooks
-run, as FSDP's and the user's must), for its slot: forward alone, then forward plus backward through
+each root model's captured call (:mod:`greenprof.track.capture`) is run once more; when a planned
+module has finished its call, that module runs alone in a tight loop with the same inputs, through
+its own ``__call__`` (so its hooks run, as FSDP's and the user's must), for its slot: forward alone, then forward plus backward through
 ``torch.autograd.grad`` with a stand-in output gradient of ones (no ``.grad`` accumulates). The
 profile's hook recorder stays installed, so every replay is recorded like the run: windows of known
 composition for the power fit.
@@ -143,8 +143,8 @@ class Replayer:
                 for sub in call.module.modules():
                     key = self._key_of(sub)
                     if key in self.plan:
-                        hook = partial(self._before, key)
-                        handles.append(sub.register_forward_pre_hook(hook, with_kwargs=True))
+                        hook = partial(self._after, key)
+                        handles.append(sub.register_forward_hook(hook, with_kwargs=True))
             for call in calls:
                 self._run_root(call)
         finally:
@@ -169,7 +169,12 @@ class Replayer:
             self.report.roots_failed[type(call.module).__name__] = _reason(exc)
             _release_cuda(exc)
 
-    def _before(self, key: int, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+    def _after(
+        self, key: int, module: torch.nn.Module, args: Any, kwargs: Any, output: Any
+    ) -> None:
+        # After the module's real call, once the recorder's own exit hook has closed it (global
+        # hooks run before a module's own): the loop's glue between replays is then nobody's
+        # self time but the parent's, never the replayed layer's.
         if self._busy or key in self.report.replayed_s or key in self.report.skipped:
             return
         if self._deadline_ns is not None and self._clock() >= self._deadline_ns:
