@@ -4,8 +4,9 @@ Energy counters update every 20-100 ms, layers take micro- to milliseconds: the 
 all hold the same mix of layers and cannot tell one layer's power from another's. After the run,
 each root model's captured call (:mod:`greenprof.track.capture`) is run once more; when a planned
 module has finished its call, that module runs alone in a tight loop with the same inputs, through
-its own ``__call__`` (so its hooks run, as FSDP's and the user's must), for its slot: forward alone, then forward plus backward through
-``torch.autograd.grad`` with a stand-in output gradient of ones (no ``.grad`` accumulates). The
+its own ``__call__`` (so its hooks run, as FSDP's and the user's must), for its slot: forward
+alone, then forward plus backward through ``torch.autograd.grad`` with a stand-in output gradient
+of ones (no ``.grad`` accumulates). The
 profile's hook recorder stays installed, so every replay is recorded like the run: windows of known
 composition for the power fit.
 
