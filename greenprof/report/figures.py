@@ -68,6 +68,13 @@ def power_figure(session: Session) -> Figure:
     figure = Figure(figsize=(10, 6.2 if zoom else 3.6), layout="constrained")
     axes = figure.subplots(2 if zoom else 1, 1, squeeze=False)[:, 0]
     labels = _sensor_labels(session)
+    calibration = session.meta.get("calibration")
+    if isinstance(calibration, dict) and calibration.get("calibrated"):
+        # The sensors kept reading while the layers were replayed after the run.
+        end_s = session.duration_s + float(calibration.get("seconds", 0.0))
+        axes[0].axvspan(
+            session.duration_s, end_s, color="#9D9D9D", alpha=0.15, label="calibration (no row)"
+        )
     _draw_power(axes[0], series, labels, shading, None)
     axes[0].set_title(_estimated_title("Power over time", session))
     if zoom:

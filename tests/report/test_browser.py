@@ -33,7 +33,7 @@ def test_report_renders_sorts_and_runs_nothing_it_should_not(tmp_path, synthetic
     with headless_chromium(tmp_path / "chromium-profile") as driver:
         assert open_report(driver, report) < 10.0
         widths = driver.execute_script("return Array.from(document.images, i => i.naturalWidth)")
-        assert len(widths) == 3 and all(w > 0 for w in widths)
+        assert len(widths) == 4 and all(w > 0 for w in widths)
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
         assert driver.execute_script("return document.title").endswith("(ESTIMATED)")
