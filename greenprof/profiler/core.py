@@ -182,6 +182,14 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if not capture.calls:
             self._calibration_note = "not calibrated: no model call was captured"
             return
+        if _several_ranks():
+            # Replays are timed loops: ranks would run different numbers of iterations, and a
+            # module whose forward holds a collective (DDP, FSDP) would wait for the others.
+            self._calibration_note = (
+                "not calibrated: several ranks share a process group (replays would have to "
+                "match collectives across ranks)"
+            )
+            return
         period_s = calibration.update_period_s(
             list(self._sampler.series().values()), self.interval_s
         )
@@ -313,6 +321,12 @@ def _resolve_sensors(
     if bad:
         raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
     return items  # type: ignore[return-value]
+
+
+def _several_ranks() -> bool:
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
 def _wait_for_devices() -> None:
