@@ -36,6 +36,7 @@ LAYER_EXTRA_COLUMNS: dict[str, object] = {
     "power_w": 0.0,  # energy_j / time_s, with its interval
     "power_lo_w": 0.0,
     "power_hi_w": 0.0,
+    "region": "",  # the innermost greenprof.region() the row ran in; "" outside any
 }
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
@@ -102,7 +103,11 @@ class Session:
 
     # ----------------------------------------------------------------- queries
     def layers(self) -> pd.DataFrame:
-        """Return one row per (module, phase), highest self energy first (a copy)."""
+        """Return one row per (module, phase, region), highest self energy first (a copy).
+
+        ``region`` is the innermost :func:`greenprof.region` the row ran in ("" outside any;
+        ``eval`` for forwards without gradients in a run that also trains).
+        """
         return self._layers.copy()
 
     def samples(self) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -54,12 +55,21 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         calibrate_s: the replays' time budget, seconds [default: the larger of 10 s and 10 % of
             the profiled time]. Given explicitly, calibration runs whatever the sensors' speed.
 
+    As a decorator, ``@greenprof.profile()`` profiles every call of the function and returns
+    its result; the latest call's session is the wrapper's ``session`` attribute (and the
+    profile's, ``wrapper.profile.session``), kept also when the function raised.
+
     Example:
         >>> import greenprof, torch
         >>> model = torch.nn.Linear(8, 2)
         >>> with greenprof.profile() as prof:  # doctest: +SKIP
         ...     model(torch.randn(4, 8)).sum().backward()
         >>> prof.session.layers()  # doctest: +SKIP
+        >>> @greenprof.profile()
+        ... def train():
+        ...     return model(torch.randn(4, 8)).sum().item()
+        >>> loss = train()  # doctest: +SKIP
+        >>> train.session.total_energy_j  # doctest: +SKIP
     """
 
     def __init__(
@@ -95,6 +105,24 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
         self._started_at = ""
+
+    # ------------------------------------------------------------ decorator
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Profile every call of ``func``; its session is the wrapper's ``session`` afterwards."""
+        if not callable(func):
+            raise ConfigError(f"profile() decorates a function, got {func!r}")
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with self:
+                    return func(*args, **kwargs)
+            finally:
+                wrapper.session = self.session  # type: ignore[attr-defined]
+
+        wrapper.profile = self  # type: ignore[attr-defined]
+        wrapper.session = None  # type: ignore[attr-defined]
+        return wrapper
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:

@@ -219,6 +219,22 @@ def test_top_prints_the_table(run_dirs) -> None:
     assert "optimizer:AdamW" not in done.stdout
 
 
+def test_top_region_shows_only_that_region_and_names_unknown_ones(tmp_path) -> None:
+    session = synthetic_session(duration_s=2.0, n_blocks=2, seed=3)
+    layers = session.layers()
+    layers.loc[layers["module"] == "head", "region"] = "eval"
+    run_dir = Session(session.meta, layers).save(tmp_path / "run")
+    done = invoke("top", str(run_dir), "--region", "eval")
+    assert done.exit_code == 0
+    assert "showing regions: eval" in done.stdout
+    assert "  head (" in done.stdout and "blocks.0" not in done.stdout
+    assert "regions: " in done.stdout
+    outside = invoke("top", str(run_dir), "--region", "")
+    assert "  head (" not in outside.stdout and "blocks.0" in outside.stdout
+    bad = CliRunner().invoke(cli, ["top", str(run_dir), "--region", "nope"])
+    assert bad.exit_code != 0 and "no region 'nope'" in bad.output
+
+
 def test_top_in_a_real_process(run_dirs) -> None:
     done = greenprof("top", str(run_dirs[0]), cwd=run_dirs[0].parent)
     assert done.returncode == 0 and done.stdout.startswith("greenprof: ")
