@@ -51,6 +51,9 @@ def _install_presenters() -> None:
         "notebook", renderer("greenprof.report.notebook", "render_notebook_html")
     )
     presenters.register_presenter(
+        "tensorboard", renderer("greenprof.report.tensorboard", "write_tensorboard")
+    )
+    presenters.register_presenter(
         "optimize_html", renderer("greenprof.report.optimize_html", "render_optimize_html")
     )
 

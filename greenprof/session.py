@@ -166,6 +166,18 @@ class Session:
         columns = ["module", "type", "calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
         return own[columns].sort_values("energy_j", ascending=False).reset_index(drop=True)
 
+    def by_rank(self) -> pd.DataFrame:
+        """Return energy, time and steps per rank of a multi-process run (empty otherwise).
+
+        Columns ``rank, host, energy_j, energy_lo_j, energy_hi_j, duration_s, steps``; the
+        spread of ``duration_s`` and ``energy_j`` shows stragglers. Ranks that wrote no part are
+        listed in ``meta["missing_ranks"]``.
+        """
+        columns = ["rank", "host", "energy_j", "energy_lo_j", "energy_hi_j", "duration_s", "steps"]
+        rows = self.meta.get("by_rank") or []
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+        return frame.sort_values("rank", ignore_index=True)
+
     def by_phase(self) -> pd.DataFrame:
         """Return energy and time per phase."""
         grouped = self._layers.groupby("phase", as_index=False)[["time_s", "energy_j"]].sum()

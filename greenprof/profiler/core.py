@@ -6,6 +6,7 @@ import datetime as _dt
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -54,6 +55,9 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             ``session.meta["calibration"]``.
         calibrate_s: the replays' time budget, seconds [default: the larger of 10 s and 10 % of
             the profiled time]. Given explicitly, calibration runs whatever the sensors' speed.
+        tensorboard: a TensorBoard log folder: when the profile ends, its energy figures are
+            written there as scalars (``greenprof.report.tensorboard``); a failure to write them
+            is logged and loses nothing of the session.
 
     As a decorator, ``@greenprof.profile()`` profiles every call of the function and returns
     its result; the latest call's session is the wrapper's ``session`` attribute (and the
@@ -83,6 +87,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         bootstrap: int = 100,
         calibrate: bool = True,
         calibrate_s: float | None = None,
+        tensorboard: str | Path | None = None,
     ) -> None:
         self.interval_s = check_interval_s(interval_s)
         self._sensor_spec = sensors
@@ -97,6 +102,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._capture: CallCapture | None = None
         self._calibration: CalibrationRun | None = None
         self._calibration_note = ""
+        self.tensorboard = tensorboard
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
         self.time_table: TimeTable | None = None
@@ -193,6 +199,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._capture.release()
             for sensor in self.sensors:
                 _close_quietly(sensor)
+        if self.tensorboard is not None and self.session is not None:
+            _write_tensorboard(self.session, self.tensorboard)
         if interrupted is not None:
             raise interrupted
 
@@ -336,11 +344,24 @@ def _resolve_sensors(
         )
     items = list(spec)
     if all(isinstance(s, str) for s in items):
-        return detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
+        found = detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
+        # Named kinds are still shared out between ranks: each device is counted once.
+        return owned_sensors(found, rank=local_rank(), cuda_device=current_cuda_device())
     bad = [s for s in items if not isinstance(s, Sensor)]
     if bad:
         raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
     return items  # type: ignore[return-value]
+
+
+def _write_tensorboard(session: Session, logdir: str | Path) -> None:
+    from greenprof.presenters import present
+
+    try:
+        present("tensorboard", session, logdir=logdir)
+    except Exception:  # the session is whole; only its copy in TensorBoard is missing
+        logger.warning(
+            "greenprof: could not write TensorBoard scalars to %s", logdir, exc_info=True
+        )
 
 
 def _wait_for_devices() -> None:
