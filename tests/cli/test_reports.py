@@ -260,6 +260,23 @@ def test_export_chrome_trace(run_dirs, tmp_path) -> None:
     assert {"X", "C", "M"} == {e["ph"] for e in events}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_tables_as_data_files_read_back_whole(run_dirs, tmp_path, fmt) -> None:
+    import pandas as pd
+
+    out = tmp_path / fmt
+    done = invoke("export", str(run_dirs[0]), "--format", fmt, "-o", str(out))
+    assert done.exit_code == 0, done.output
+    session = Session.load(run_dirs[0])
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    layers = read(out / f"layers.{fmt}")
+    assert len(layers) == len(session.layers())
+    assert layers["energy_j"].sum() == pytest.approx(session.total_energy_j)
+    assert {"module", "phase", "region", "energy_lo_j", "energy_hi_j"} <= set(layers.columns)
+    assert len(read(out / f"samples.{fmt}")) == len(session.samples())
+    assert len(read(out / f"spans.{fmt}")) == len(session.spans())
+
+
 # ------------------------------------------------------------------------------ bad input
 def _broken(tmp_path: Path, problem: str) -> tuple[Path, str]:
     """Return a broken run directory and the file name its error must mention."""
