@@ -245,6 +245,16 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             bin_ns=int(self.interval_s * 1e9) // 10,
         )
 
+    def energy_so_far_j(self) -> float:
+        """Joules the sensors have counted since the profile started (while it runs).
+
+        For live figures (e.g. energy per logging interval); only as fresh as the sensors'
+        last update, and without the per-layer split or uncertainty of the final session.
+        """
+        if self._sampler is None:
+            raise ProfilerError("the profile has not started")
+        return float(sum(e[-1] - e[0] for _t, e in self._sampler.series().values() if len(e) > 1))
+
     def layers_for(self, result: Attribution) -> pd.DataFrame:
         """Per-layer table of another attribution of this profile's recording.
 
