@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError, ProfilerError
 from greenprof.measure.sampler import Sampler, check_interval_s
-from greenprof.profiler import calibration, frames
+from greenprof.profiler import calibration, frames, outputs
 from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
@@ -115,20 +114,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
     # ------------------------------------------------------------ decorator
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Profile every call of ``func``; its session is the wrapper's ``session`` afterwards."""
-        if not callable(func):
-            raise ConfigError(f"profile() decorates a function, got {func!r}")
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                with self:
-                    return func(*args, **kwargs)
-            finally:
-                wrapper.session = self.session  # type: ignore[attr-defined]
-
-        wrapper.profile = self  # type: ignore[attr-defined]
-        wrapper.session = None  # type: ignore[attr-defined]
-        return wrapper
+        return outputs.decorated(self, func)
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:
@@ -200,7 +186,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             for sensor in self.sensors:
                 _close_quietly(sensor)
         if self.tensorboard is not None and self.session is not None:
-            _write_tensorboard(self.session, self.tensorboard)
+            outputs.write_tensorboard(self.session, self.tensorboard)
         if interrupted is not None:
             raise interrupted
 
@@ -361,17 +347,6 @@ def _resolve_sensors(
     if bad:
         raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
     return items  # type: ignore[return-value]
-
-
-def _write_tensorboard(session: Session, logdir: str | Path) -> None:
-    from greenprof.presenters import present
-
-    try:
-        present("tensorboard", session, logdir=logdir)
-    except Exception:  # the session is whole; only its copy in TensorBoard is missing
-        logger.warning(
-            "greenprof: could not write TensorBoard scalars to %s", logdir, exc_info=True
-        )
 
 
 def _wait_for_devices() -> None:
