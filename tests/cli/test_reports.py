@@ -73,6 +73,34 @@ def test_run_passes_arguments_untouched_and_writes_the_report(tmp_path) -> None:
     ] == "greenprof run --sensor estimate --out mine train.py " + " ".join(args)
 
 
+def test_run_tensorboard_writes_event_files_of_the_run(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    script(tmp_path, "train.py", TRAIN)
+    done = greenprof(
+        "run",
+        "--no-report",
+        "--no-calibrate",
+        "--out",
+        "run",
+        "--tensorboard",
+        "tb",
+        "train.py",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    session = Session.load(tmp_path / "run")
+    total = [
+        t for t in tags if t.endswith("energy_j") and "/layer/" not in t and "/sensor/" not in t
+    ]
+    assert len(total) == 1
+    assert events.Scalars(total[0])[0].value == pytest.approx(session.total_energy_j, rel=1e-5)
+    assert events.Scalars(total[0])[0].step == 5
+
+
 def test_run_keeps_the_exit_status_of_sys_exit(tmp_path) -> None:
     script(tmp_path, "three.py", "import sys\nsys.exit(3)\n")
     done = greenprof(
