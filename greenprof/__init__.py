@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from greenprof.version import __version__
 
-__all__ = ["Session", "profile", "optimize", "OptimizeResult", "__version__"]
+__all__ = ["Session", "profile", "region", "optimize", "OptimizeResult", "__version__"]
 
 if TYPE_CHECKING:
     from greenprof.profiler import profile
     from greenprof.recommend.loop import OptimizeResult, optimize
     from greenprof.session import Session
+    from greenprof.track.regions import region
 
 _LAZY = {
     "Session": ("greenprof.session", "Session"),
     "profile": ("greenprof.profiler", "profile"),
+    "region": ("greenprof.track.regions", "region"),
     "optimize": ("greenprof.recommend.loop", "optimize"),
     "OptimizeResult": ("greenprof.recommend.loop", "OptimizeResult"),
 }
@@ -47,6 +49,9 @@ def _install_presenters() -> None:
     presenters.register_presenter("summary", renderer("greenprof.report.console", "render_summary"))
     presenters.register_presenter(
         "notebook", renderer("greenprof.report.notebook", "render_notebook_html")
+    )
+    presenters.register_presenter(
+        "tensorboard", renderer("greenprof.report.tensorboard", "write_tensorboard")
     )
     presenters.register_presenter(
         "optimize_html", renderer("greenprof.report.optimize_html", "render_optimize_html")

@@ -26,7 +26,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from greenprof import launch
 from greenprof.errors import ConfigError, GreenprofError
 from greenprof.session import Session
 
@@ -85,6 +87,7 @@ class RunOptions:
         command: the command line stored in the session, as the user typed it.
         calibrate: replay layers after the run to measure their power (see ``profile``).
         calibrate_s: the calibration's time budget; None for the default.
+        tensorboard: write energy scalars as TensorBoard event files into this folder.
     """
 
     interval_s: float = 0.01
@@ -96,6 +99,7 @@ class RunOptions:
     command: str = ""
     calibrate: bool = True
     calibrate_s: float | None = None
+    tensorboard: Path | None = None
 
 
 @dataclass
@@ -147,7 +151,12 @@ def run(target: Target, options: RunOptions) -> RunResult:
     """
     from greenprof.profiler import profile
 
-    run_dir = _make_run_dir(target, options.out)
+    ranks = launch.rank_info()
+    run_dir = _shared_run_dir(target, options.out, ranks)
+    if ranks is not None:
+        run_dir = _make_run_dir(target, launch.part_dir(run_dir, ranks.rank)).parent
+    else:
+        run_dir = _make_run_dir(target, run_dir)
     meta = {"command": options.command or _command_of(target)}
     if options.grid_g_per_kwh is not None:
         meta["grid_g_per_kwh"] = options.grid_g_per_kwh
@@ -158,8 +167,21 @@ def run(target: Target, options: RunOptions) -> RunResult:
         meta=meta,
         calibrate=options.calibrate,
         calibrate_s=options.calibrate_s,
+        tensorboard=launch.rank_folder(options.tensorboard, ranks),
     )
     outcome = _Outcome()
+    with launch.terminate_as_exit(ranks is not None, lambda: outcome.running):
+        return _profile_and_save(prof, outcome, target, run_dir, ranks, options)
+
+
+def _profile_and_save(
+    prof: Any,
+    outcome: _Outcome,
+    target: Target,
+    run_dir: Path,
+    ranks: launch.RankInfo | None,
+    options: RunOptions,
+) -> RunResult:
     try:
         with prof:
             outcome.run(target)
@@ -173,7 +195,29 @@ def run(target: Target, options: RunOptions) -> RunResult:
     session = prof.session
     session.meta["exit_status"] = exit_status
     session.meta["interrupted"] = exit_status == EXIT_INTERRUPTED
+    if ranks is not None:
+        result = RunResult(exit_status, run_dir, None, session)
+
+        def report(merged: Session) -> None:
+            result.session = merged
+            _report(result, options)
+
+        launch.save_part_and_merge(session, run_dir, ranks, then=report)
+        return result
     return _save(session, run_dir, options)
+
+
+def _shared_run_dir(target: Target, out: Path | None, ranks: launch.RankInfo | None) -> Path:
+    """The run directory; every rank of a job must name the same one."""
+    if ranks is None or out is not None:
+        return run_dir_for(target, out)
+    if ranks.run_id:
+        return REPORTS_DIR / f"{target.stem}-{ranks.run_id}"
+    raise ConfigError(
+        "several processes are profiled at once (WORLD_SIZE > 1) without --out: give every "
+        "rank the same run directory with --out DIR, or launch with greenprof run "
+        "--nproc-per-node"
+    )
 
 
 def print_exception(exc: BaseException) -> None:
@@ -202,13 +246,17 @@ class _Outcome:
     def __init__(self) -> None:
         self.status = 0
         self.error: BaseException | None = None
+        self.running = False
 
     def run(self, target: Target) -> None:
+        self.running = True
         try:
             self.status = _execute(target)
         except BaseException as exc:
             self.error = exc
             raise  # on through the profiler, which records what stopped the run
+        finally:
+            self.running = False
 
     @property
     def exit_status(self) -> int:
@@ -323,7 +371,12 @@ def run_dir_for(target: Target, out: Path | None) -> Path:
 
 def _save(session: Session, run_dir: Path, options: RunOptions) -> RunResult:
     session.save(run_dir)
-    result = RunResult(session.meta["exit_status"], run_dir, None, session)
+    return _report(RunResult(session.meta["exit_status"], run_dir, None, session), options)
+
+
+def _report(result: RunResult, options: RunOptions) -> RunResult:
+    """Write ``report.html`` of ``result.session`` into its run directory, when asked."""
+    session, run_dir = result.session, result.run_dir
     if not options.report:
         return result
     from greenprof.report.html import write_html

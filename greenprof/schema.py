@@ -37,6 +37,8 @@ class TimeTable:
         trace: ``(column, t0_ns, t1_ns, depth)`` per recorded span (bounded).
         steps: optimizer steps, or outermost forward calls when no optimizer ran.
         inconsistencies: events that did not match the stack (logged, never raised).
+        column_region: region id per column (:mod:`greenprof.track.regions`); empty when no
+            region was entered (every column then lies outside any region, id 0).
     """
 
     columns: list[tuple[int, int]]
@@ -51,6 +53,11 @@ class TimeTable:
     trace: list[tuple[int, int, int, int]] = field(default_factory=list)
     steps: int = 0
     inconsistencies: int = 0
+    column_region: list[int] = field(default_factory=list)
+
+    def region_of(self, column: int) -> int:
+        """Region id of ``column`` (0: outside any region)."""
+        return self.column_region[column] if column < len(self.column_region) else 0
 
     def binned(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(start_ns, end_ns, self_ns)`` of every cell, clipped to the run."""

@@ -36,6 +36,7 @@ LAYER_EXTRA_COLUMNS: dict[str, object] = {
     "power_w": 0.0,  # energy_j / time_s, with its interval
     "power_lo_w": 0.0,
     "power_hi_w": 0.0,
+    "region": "",  # the innermost greenprof.region() the row ran in; "" outside any
 }
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
@@ -102,7 +103,11 @@ class Session:
 
     # ----------------------------------------------------------------- queries
     def layers(self) -> pd.DataFrame:
-        """Return one row per (module, phase), highest self energy first (a copy)."""
+        """Return one row per (module, phase, region), highest self energy first (a copy).
+
+        ``region`` is the innermost :func:`greenprof.region` the row ran in ("" outside any;
+        ``eval`` for forwards without gradients in a run that also trains).
+        """
         return self._layers.copy()
 
     def samples(self) -> pd.DataFrame:
@@ -160,6 +165,18 @@ class Session:
         own = self_per_module(self._layers).reset_index()
         columns = ["module", "type", "calls", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
         return own[columns].sort_values("energy_j", ascending=False).reset_index(drop=True)
+
+    def by_rank(self) -> pd.DataFrame:
+        """Return energy, time and steps per rank of a multi-process run (empty otherwise).
+
+        Columns ``rank, host, energy_j, energy_lo_j, energy_hi_j, duration_s, steps``; the
+        spread of ``duration_s`` and ``energy_j`` shows stragglers. Ranks that wrote no part are
+        listed in ``meta["missing_ranks"]``.
+        """
+        columns = ["rank", "host", "energy_j", "energy_lo_j", "energy_hi_j", "duration_s", "steps"]
+        rows = self.meta.get("by_rank") or []
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+        return frame.sort_values("rank", ignore_index=True)
 
     def by_phase(self) -> pd.DataFrame:
         """Return energy and time per phase."""

@@ -100,3 +100,14 @@ def test_a_number_column_with_text_is_reported_with_its_line(tmp_path):
 def test_missing_directory(tmp_path):
     with pytest.raises(SessionFormatError, match="no such run directory"):
         Session.load(tmp_path / "nope")
+
+
+def test_a_run_directory_without_a_region_column_reads_as_outside_any_region(tmp_path):
+    import pandas as pd
+
+    Session({"total_energy_j": 1.0}).save(tmp_path)
+    old = pd.DataFrame([["lin", "Linear", "forward", 2, 0.1, 1.0, 0.9, 1.1]], columns=LAYER_COLUMNS)
+    old.to_csv(tmp_path / "layers.csv", index=False)
+    layers = Session.load(tmp_path).layers()
+    assert list(layers["region"]) == [""]
+    assert layers["energy_j"].sum() == 1.0

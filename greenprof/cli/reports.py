@@ -40,9 +40,24 @@ def report(run_dir: Path, output: Path | None, grid_g_per_kwh: float | None) -> 
     type=click.Choice(PHASES),
     help="Only this phase (repeatable).",
 )
-def top(run_dir: Path, n: int, phases: tuple[str, ...]) -> None:
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help='Only this region (repeatable; "" for time outside any region).',
+)
+def top(run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...]) -> None:
     """Print the modules of RUN_DIR that use the most energy."""
-    click.echo(registry.get("console").text(load_run(run_dir), n=n, phases=phases or None))
+    session = load_run(run_dir)
+    known = set(session.layers()["region"])
+    unknown = [r for r in regions if r not in known]
+    if unknown:
+        shown_known = ", ".join(repr(r) for r in sorted(known))
+        fail(f"{run_dir}: no region {unknown[0]!r} in this run (regions: {shown_known})")
+    text = registry.get("console").text(
+        session, n=n, phases=phases or None, regions=regions or None
+    )
+    click.echo(text)
 
 
 @cli.command()

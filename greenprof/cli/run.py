@@ -42,6 +42,22 @@ _RUN_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": Fals
 @click.option("--no-report", is_flag=True, help="Save the session files but no HTML report.")
 @grid_option
 @calibrate_options
+@click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the energy figures as TensorBoard scalars into this folder.",
+)
+@click.option(
+    "--nproc-per-node",
+    help="Launch this many processes per node through torch.distributed.run (as torchrun).",
+)
+@click.option(
+    "--launcher-arg",
+    "launcher_args",
+    multiple=True,
+    help="With --nproc-per-node: an argument for torch.distributed.run, e.g. "
+    "--launcher-arg=--nnodes=2 (repeatable).",
+)
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(
@@ -54,6 +70,9 @@ def run(
     grid_g_per_kwh: float | None,
     no_calibrate: bool,
     calibrate_s: float | None,
+    tensorboard: Path | None,
+    nproc_per_node: str | None,
+    launcher_args: tuple[str, ...],
     target: str,
     args: tuple[str, ...],
 ) -> None:
@@ -65,6 +84,23 @@ def run(
     from greenprof import runner
 
     what = runner.Target(target, args, as_module)
+    if nproc_per_node is not None:
+        from greenprof import launch
+
+        run_dir = runner.run_dir_for(what, out).absolute()
+        mine = _forwarded(interval_ms, sensors, cpu_power_w, no_report, grid_g_per_kwh, tensorboard)
+        if no_calibrate:
+            mine.append("--no-calibrate")
+        if calibrate_s is not None:
+            mine.append(f"--calibrate-s={calibrate_s}")
+        mine += ["-m", target] if as_module else [target]
+        launcher = [f"--nproc-per-node={nproc_per_node}", *launcher_args]
+        status = launch.launch_ranks(launcher, [*mine, *args], run_dir)
+        if (run_dir / "session.json").is_file():
+            click.echo(f"greenprof: merged run of all ranks written to {shown(run_dir)}", err=True)
+        raise SystemExit(status)
+    elif launcher_args:
+        fail("--launcher-arg needs --nproc-per-node")
     try:
         runner.check(what)
     except SyntaxError as exc:
@@ -82,6 +118,7 @@ def run(
         calibrate=not no_calibrate,
         calibrate_s=calibrate_s,
         command=shlex.join(["greenprof", *sys.argv[1:]]),
+        tensorboard=tensorboard,
     )
     try:
         result = runner.run(what, options)
@@ -89,6 +126,27 @@ def run(
         fail(str(exc))
     _announce(result)
     raise SystemExit(result.exit_status)
+
+
+def _forwarded(
+    interval_ms: float,
+    sensors: tuple[str, ...],
+    cpu_power_w: float | None,
+    no_report: bool,
+    grid_g_per_kwh: float | None,
+    tensorboard: Path | None,
+) -> list[str]:
+    """This command's own options, as every rank's ``greenprof run`` gets them."""
+    out = [f"--interval-ms={interval_ms}", *(f"--sensor={s}" for s in sensors)]
+    if cpu_power_w is not None:
+        out.append(f"--cpu-power-w={cpu_power_w}")
+    if no_report:
+        out.append("--no-report")
+    if grid_g_per_kwh is not None:
+        out.append(f"--grid-g-per-kwh={grid_g_per_kwh}")
+    if tensorboard is not None:
+        out.append(f"--tensorboard={tensorboard.absolute()}")
+    return out
 
 
 def _announce(result: RunResult) -> None:

@@ -40,7 +40,12 @@ def session_warnings(
             "Layers far shorter than the sensor's update period look alike to it; longer steps, "
             "a shorter --interval-ms or a longer run can reveal differences"
         )
-    if result.total_j <= 0:
+    if not result.sensors:
+        out.append(
+            "this process owns no sensor: under a multi-process launcher another rank measures "
+            "this node's devices (see greenprof.sensors.ranks), and the merged run adds them up"
+        )
+    elif result.total_j <= 0:
         out.append(
             "no energy was recorded: the profile was shorter than the sensors' update period"
         )

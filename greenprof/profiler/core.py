@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError, ProfilerError
 from greenprof.measure.sampler import Sampler, check_interval_s
-from greenprof.profiler import calibration, frames
+from greenprof.profiler import calibration, frames, outputs
 from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
@@ -53,6 +54,13 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             ``session.meta["calibration"]``.
         calibrate_s: the replays' time budget, seconds [default: the larger of 10 s and 10 % of
             the profiled time]. Given explicitly, calibration runs whatever the sensors' speed.
+        tensorboard: a TensorBoard log folder: when the profile ends, its energy figures are
+            written there as scalars (``greenprof.report.tensorboard``); a failure to write them
+            is logged and loses nothing of the session.
+
+    As a decorator, ``@greenprof.profile()`` profiles every call of the function and returns
+    its result; the latest call's session is the wrapper's ``session`` attribute (and the
+    profile's, ``wrapper.profile.session``), kept also when the function raised.
 
     Example:
         >>> import greenprof, torch
@@ -60,6 +68,11 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         >>> with greenprof.profile() as prof:  # doctest: +SKIP
         ...     model(torch.randn(4, 8)).sum().backward()
         >>> prof.session.layers()  # doctest: +SKIP
+        >>> @greenprof.profile()
+        ... def train():
+        ...     return model(torch.randn(4, 8)).sum().item()
+        >>> loss = train()  # doctest: +SKIP
+        >>> train.session.total_energy_j  # doctest: +SKIP
     """
 
     def __init__(
@@ -73,6 +86,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         bootstrap: int = 100,
         calibrate: bool = True,
         calibrate_s: float | None = None,
+        tensorboard: str | Path | None = None,
     ) -> None:
         self.interval_s = check_interval_s(interval_s)
         self._sensor_spec = sensors
@@ -87,6 +101,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._capture: CallCapture | None = None
         self._calibration: CalibrationRun | None = None
         self._calibration_note = ""
+        self.tensorboard = tensorboard
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
         self.time_table: TimeTable | None = None
@@ -95,6 +110,11 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
         self._started_at = ""
+
+    # ------------------------------------------------------------ decorator
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Profile every call of ``func``; its session is the wrapper's ``session`` afterwards."""
+        return outputs.decorated(self, func)
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:
@@ -165,6 +185,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._capture.release()
             for sensor in self.sensors:
                 _close_quietly(sensor)
+        if self.tensorboard is not None and self.session is not None:
+            outputs.write_tensorboard(self.session, self.tensorboard)
         if interrupted is not None:
             raise interrupted
 
@@ -216,6 +238,16 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             clock=now_ns,
             bin_ns=int(self.interval_s * 1e9) // 10,
         )
+
+    def energy_so_far_j(self) -> float:
+        """Joules the sensors have counted since the profile started (while it runs).
+
+        For live figures (e.g. energy per logging interval); only as fresh as the sensors'
+        last update, and without the per-layer split or uncertainty of the final session.
+        """
+        if self._sampler is None:
+            raise ProfilerError("the profile has not started")
+        return float(sum(e[-1] - e[0] for _t, e in self._sampler.series().values() if len(e) > 1))
 
     def layers_for(self, result: Attribution) -> pd.DataFrame:
         """Per-layer table of another attribution of this profile's recording.
@@ -316,7 +348,9 @@ def _resolve_sensors(
         )
     items = list(spec)
     if all(isinstance(s, str) for s in items):
-        return detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
+        found = detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
+        # Named kinds are still shared out between ranks: each device is counted once.
+        return owned_sensors(found, rank=local_rank(), cuda_device=current_cuda_device())
     bad = [s for s in items if not isinstance(s, Sensor)]
     if bad:
         raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")

@@ -13,7 +13,9 @@ import pandas as pd
 from greenprof.attribute.fit import POWER_FIT, Attribution, SensorSeries
 from greenprof.schema import OUTSIDE_KEY, OUTSIDE_MODULE, PHASES, TimeTable
 from greenprof.session import LAYER_COLUMNS, LAYER_EXTRA_COLUMNS, Session
+from greenprof.track.events import AUTO_EVAL
 from greenprof.track.hooks import KeyInfo
+from greenprof.track.regions import region_name
 from greenprof.version import __version__
 
 
@@ -57,13 +59,23 @@ def passive_method(result: Attribution) -> str:
     return "power fit" if any(r.method == POWER_FIT for r in result.sensors) else "time split"
 
 
+def column_regions(table: TimeTable) -> list[str]:
+    """Region name per column; the automatic ``eval`` only counts in a run that also trains."""
+    trains = any(phase in (1, 2) for _key, phase in table.columns)  # backward or optimizer
+    names = []
+    for column in range(len(table.columns)):
+        rid = table.region_of(column)
+        names.append("" if rid == AUTO_EVAL and not trains else region_name(rid))
+    return names
+
+
 def layers_frame(
     table: TimeTable,
     result: Attribution,
     names: list[tuple[str, str]],
     methods: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per (module, type, phase), highest energy first, with power and method."""
+    """One row per (module, type, phase, region), highest energy first, with power and method."""
     frame = pd.DataFrame(
         {
             "module": [n[0] for n in names],
@@ -75,11 +87,12 @@ def layers_frame(
             "energy_lo_j": result.energy_lo_j,
             "energy_hi_j": result.energy_hi_j,
             "method": methods if methods is not None else [passive_method(result)] * len(names),
+            "region": column_regions(table),
         }
     )
     # Two columns can share a name (e.g. a module seen under two roots): one row per name.
     summed = {c: "sum" for c in LAYER_COLUMNS[3:]}
-    frame = frame.groupby(["module", "type", "phase"], as_index=False, sort=False).agg(
+    frame = frame.groupby(["module", "type", "phase", "region"], as_index=False, sort=False).agg(
         {**summed, "method": "first"}
     )
     time_s = frame["time_s"].to_numpy()

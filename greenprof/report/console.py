@@ -6,7 +6,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from greenprof.report.tables import calibration_text, display_name, module_rows, sensor_rows
+from greenprof.report.tables import (
+    calibration_text,
+    display_name,
+    module_rows,
+    region_rows,
+    sensor_rows,
+)
 from greenprof.report.units import (
     format_duration,
     format_energy,
@@ -19,21 +25,28 @@ if TYPE_CHECKING:
     from greenprof.report.compare import Comparison
 
 
-def render_summary(session: Session, n: int = 10, phases: Iterable[str] | None = None) -> str:
+def render_summary(
+    session: Session,
+    n: int = 10,
+    phases: Iterable[str] | None = None,
+    regions: Iterable[str] | None = None,
+) -> str:
     """Return a terminal table of the ``n`` modules with most self energy.
 
     Args:
         session: the profile.
         n: how many modules to list.
         phases: restrict to these phases (``forward``, ``backward``, ...); all when ``None``.
+        regions: restrict to these regions ("" is outside any region); all when ``None``.
 
     Returns:
         Text: a header with totals and sensors (saying ESTIMATED where anything is estimated),
         the table (energy, ±uncertainty, share of the total, self time, calls) and warnings.
     """
     phases = list(phases) if phases is not None else None
-    rows = module_rows(session, phases)
-    lines = _header(session, phases)
+    regions = list(regions) if regions is not None else None
+    rows = module_rows(session, phases, regions)
+    lines = _header(session, phases, regions)
     table = [
         [
             format_energy(r.energy_j),
@@ -114,7 +127,9 @@ def render_comparison(comparison: Comparison, n: int = 20) -> str:
     return "\n".join(lines)
 
 
-def _header(session: Session, phases: list[str] | None) -> list[str]:
+def _header(
+    session: Session, phases: list[str] | None, regions: list[str] | None = None
+) -> list[str]:
     meta = session.meta
     total = session.total_energy_j
     kind = "ESTIMATED" if session.estimated else "measured"
@@ -132,6 +147,15 @@ def _header(session: Session, phases: list[str] | None) -> list[str]:
         lines.append(f"calibration: {calibration}")
     if phases is not None:
         lines.append(f"phases: {', '.join(phases)}")
+    per_region = region_rows(session)
+    if len(per_region):
+        parts = [
+            f"{r.region or '(none)'} {_amount(r.energy_j, r.energy_lo_j, r.energy_hi_j)}"
+            for r in per_region.itertuples()
+        ]
+        lines.append(f"regions: {', '.join(parts)}")
+    if regions is not None:
+        lines.append(f"showing regions: {', '.join(r or '(none)' for r in regions)}")
     lines.append("")
     return lines
 

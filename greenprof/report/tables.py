@@ -20,12 +20,17 @@ def display_name(module: str) -> str:
     return module if module else ROOT_LABEL
 
 
-def module_rows(session: Session, phases: Iterable[str] | None = None) -> pd.DataFrame:
-    """Return self energy per module over the chosen phases, highest first.
+def module_rows(
+    session: Session,
+    phases: Iterable[str] | None = None,
+    regions: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Return self energy per module over the chosen phases and regions, highest first.
 
     Args:
         session: the profile.
         phases: phases to include; all when ``None``.
+        regions: regions to include ("" is outside any region); all when ``None``.
 
     Returns:
         Columns ``module, type, calls, time_s, energy_j, energy_lo_j, energy_hi_j, share,
@@ -35,6 +40,8 @@ def module_rows(session: Session, phases: Iterable[str] | None = None) -> pd.Dat
     layers = session.layers()
     if phases is not None:
         layers = layers[layers["phase"].isin(list(phases))]
+    if regions is not None:
+        layers = layers[layers["region"].isin(list(regions))]
     rows = self_per_module(layers).reset_index()
     return _with_derived(rows, session.total_energy_j).sort_values(
         ["energy_j", "module"], ascending=[False, True], ignore_index=True
@@ -53,6 +60,17 @@ def layer_rows(session: Session) -> pd.DataFrame:
         where=calls > 0,
     )
     return rows.sort_values(["energy_j", "module"], ascending=[False, True], ignore_index=True)
+
+
+def region_rows(session: Session) -> pd.DataFrame:
+    """Return energy and time per region ("" outside any), highest first; empty without any."""
+    layers = session.layers()
+    if not (layers["region"] != "").any():
+        return layers.iloc[0:0][["region", "time_s", "energy_j", "energy_lo_j", "energy_hi_j"]]
+    grouped = layers.groupby("region", as_index=False)[
+        ["time_s", "energy_j", "energy_lo_j", "energy_hi_j"]
+    ].sum()
+    return grouped.sort_values("energy_j", ascending=False, ignore_index=True)
 
 
 def phase_matrix(session: Session, n: int) -> pd.DataFrame:

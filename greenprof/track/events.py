@@ -18,6 +18,8 @@ class Event(IntEnum):
     OPT_ENTER = 4
     OPT_EXIT = 5
     BWD_PASS_END = 6
+    REGION_ENTER = 7  # key: a region id (greenprof.track.regions)
+    REGION_EXIT = 8
 
 
 # Plain ints for the hot path: an IntEnum member costs an attribute lookup and a type check.
@@ -28,3 +30,10 @@ BWD_EXIT = int(Event.BWD_EXIT)
 OPT_ENTER = int(Event.OPT_ENTER)
 OPT_EXIT = int(Event.OPT_EXIT)
 BWD_PASS_END = int(Event.BWD_PASS_END)
+REGION_ENTER = int(Event.REGION_ENTER)
+REGION_EXIT = int(Event.REGION_EXIT)
+
+#: Region id of time outside every region (its name is "").
+NO_REGION = 0
+#: Region id of the automatic ``eval`` region: outermost forwards run without gradients.
+AUTO_EVAL = 1

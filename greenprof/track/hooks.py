@@ -28,6 +28,7 @@ from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ProfilerError
 from greenprof.track.cuda_clock import CudaClock
 from greenprof.track.events import (
+    AUTO_EVAL,
     BWD_ENTER,
     BWD_EXIT,
     BWD_PASS_END,
@@ -35,6 +36,8 @@ from greenprof.track.events import (
     FWD_EXIT,
     OPT_ENTER,
     OPT_EXIT,
+    REGION_ENTER,
+    REGION_EXIT,
 )
 from greenprof.track.names import KeyInfo, KeyRegistry
 
@@ -76,6 +79,7 @@ class HookRecorder:
         self._ids: dict[int, int] = self._names.ids  # read on every module call
         self._in_backward = False
         self._current_root = -1
+        self._auto_eval = False  # the open outermost forward runs without gradients
         self._stack_keys: list[int] = []
         self._handles: list[Any] = []
         self._lock = threading.Lock()
@@ -218,6 +222,9 @@ class HookRecorder:
             # The engine never ran our end-of-backward callback (the pass raised).
             self._in_backward = False
             self._emit(BWD_PASS_END, -1)
+        if not _grad_enabled():  # evaluation; the session keeps the label if the run trains
+            self._auto_eval = True
+            self._emit(REGION_ENTER, AUTO_EVAL)
 
     def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         try:
@@ -236,6 +243,9 @@ class HookRecorder:
                 if node is not None:
                     self._hook_backward(key, args, out, node)
             if not stack:
+                if self._auto_eval:
+                    self._auto_eval = False
+                    self._emit(REGION_EXIT, AUTO_EVAL)
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")

@@ -8,6 +8,10 @@ interval); when there are too many, cells of a layer that lie between two known 
 merge (the power fit only needs to know which window a layer's time fell in, and exactly where
 only around an update), so a long run keeps its precision where it matters. Only the first
 ``trace_steps`` steps keep individual spans, for the report's timeline view and trace export.
+
+Columns are keyed by (module, phase, region): region enter/exit events
+(:mod:`greenprof.track.regions`) keep a stack of their own, and the innermost open region labels
+every column entered, the outside-modules time included, while it is open.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import numpy as np
 
 from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, TimeTable
 from greenprof.track.events import (
+    AUTO_EVAL,
     BWD_ENTER,
     BWD_EXIT,
     BWD_PASS_END,
     FWD_ENTER,
     FWD_EXIT,
+    NO_REGION,
     OPT_ENTER,
     OPT_EXIT,
+    REGION_ENTER,
 )
 
 FORWARD, BACKWARD, OPTIMIZER, OTHER = 0, 1, 2, 3
@@ -73,7 +80,13 @@ class Timeline:
         self.trace_steps = trace_steps
         self.max_trace_spans = max_trace_spans
         self.columns: list[tuple[int, int]] = [(OUTSIDE_KEY, OTHER)]
-        self._column_of: dict[tuple[int, int], int] = {(OUTSIDE_KEY, OTHER): OUTSIDE_COLUMN}
+        self._column_of: dict[tuple[int, int, int], int] = {
+            (OUTSIDE_KEY, OTHER, NO_REGION): OUTSIDE_COLUMN
+        }
+        self.column_region: list[int] = [NO_REGION]
+        self._region = NO_REGION  # innermost open region
+        self._regions: list[tuple[int, int]] = []  # open regions: (id as entered, id in effect)
+        self._outside = OUTSIDE_COLUMN  # the outside-modules column of the open region
         self._calls: list[int] = [0]
         self._self_ns = np.zeros(1, np.float64)
         # Stack entries: [key, phase, column, t_enter_ns]
@@ -107,17 +120,22 @@ class Timeline:
         calls = self._calls
         trace = self.trace
         t_last = self._t_last
+        outside = self._outside
         for t_ns, code, key in events:
             if t_ns > t_last:
-                segments.append((t_last, t_ns, stack[-1][2] if stack else OUTSIDE_COLUMN))
+                segments.append((t_last, t_ns, stack[-1][2] if stack else outside))
                 t_last = t_ns
             if code == FWD_ENTER or code == BWD_ENTER or code == OPT_ENTER:
                 phase = _PHASE_OF[code]
-                column = column_of.get((key, phase))
+                column = column_of.get((key, phase, self._region))
                 if column is None:
                     column = self._column(key, phase)
                 calls[column] += 1
                 stack.append([key, phase, column, t_ns, len(stack)])
+                continue
+            if code >= REGION_ENTER:
+                self._region_event(code, key)
+                outside = self._outside
                 continue
             phase = _PHASE_OF[code]
             if stack and stack[-1][0] == key and stack[-1][1] == phase:
@@ -166,17 +184,38 @@ class Timeline:
             trace=list(self.trace),
             steps=self.steps,
             inconsistencies=self.inconsistencies,
+            column_region=list(self.column_region) if self._column_of_regions() else [],
         )
 
     # ------------------------------------------------------------ stack
     def _column(self, key: int, phase: int) -> int:
-        column = self._column_of.get((key, phase))
+        column = self._column_of.get((key, phase, self._region))
         if column is None:
             column = len(self.columns)
-            self._column_of[(key, phase)] = column
+            self._column_of[(key, phase, self._region)] = column
             self.columns.append((key, phase))
+            self.column_region.append(self._region)
             self._calls.append(0)
         return column
+
+    def _column_of_regions(self) -> bool:
+        return any(region != NO_REGION for region in self.column_region)
+
+    def _region_event(self, code: int, region: int) -> None:
+        """Open or close a region; the automatic ``eval`` region never hides a user's region."""
+        if code == REGION_ENTER:
+            in_effect = self._region if region == AUTO_EVAL and self._region else region
+            self._regions.append((region, in_effect))
+        else:
+            for i in range(len(self._regions) - 1, -1, -1):
+                if self._regions[i][0] == region:
+                    # Regions an exception left open inside this one close with it.
+                    del self._regions[i:]
+                    break
+            else:
+                self.inconsistencies += 1
+        self._region = self._regions[-1][1] if self._regions else NO_REGION
+        self._outside = self._column(OUTSIDE_KEY, OTHER)
 
     def _pop_nested(self, key: int, phase: int, t_ns: int) -> None:
         """Pop ``key`` and whatever a raised exception left open above it."""
@@ -212,7 +251,7 @@ class Timeline:
     # ------------------------------------------------------------ self time
     def _advance(self, t_ns: int) -> None:
         if t_ns > self._t_last:
-            column = self._stack[-1][2] if self._stack else OUTSIDE_COLUMN
+            column = self._stack[-1][2] if self._stack else self._outside
             self._segments.append((self._t_last, t_ns, column))
             self._t_last = t_ns
 

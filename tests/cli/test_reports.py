@@ -73,6 +73,34 @@ def test_run_passes_arguments_untouched_and_writes_the_report(tmp_path) -> None:
     ] == "greenprof run --sensor estimate --out mine train.py " + " ".join(args)
 
 
+def test_run_tensorboard_writes_event_files_of_the_run(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    script(tmp_path, "train.py", TRAIN)
+    done = greenprof(
+        "run",
+        "--no-report",
+        "--no-calibrate",
+        "--out",
+        "run",
+        "--tensorboard",
+        "tb",
+        "train.py",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    session = Session.load(tmp_path / "run")
+    total = [
+        t for t in tags if t.endswith("energy_j") and "/layer/" not in t and "/sensor/" not in t
+    ]
+    assert len(total) == 1
+    assert events.Scalars(total[0])[0].value == pytest.approx(session.total_energy_j, rel=1e-5)
+    assert events.Scalars(total[0])[0].step == 5
+
+
 def test_run_keeps_the_exit_status_of_sys_exit(tmp_path) -> None:
     script(tmp_path, "three.py", "import sys\nsys.exit(3)\n")
     done = greenprof(
@@ -219,6 +247,22 @@ def test_top_prints_the_table(run_dirs) -> None:
     assert "optimizer:AdamW" not in done.stdout
 
 
+def test_top_region_shows_only_that_region_and_names_unknown_ones(tmp_path) -> None:
+    session = synthetic_session(duration_s=2.0, n_blocks=2, seed=3)
+    layers = session.layers()
+    layers.loc[layers["module"] == "head", "region"] = "eval"
+    run_dir = Session(session.meta, layers).save(tmp_path / "run")
+    done = invoke("top", str(run_dir), "--region", "eval")
+    assert done.exit_code == 0
+    assert "showing regions: eval" in done.stdout
+    assert "  head (" in done.stdout and "blocks.0" not in done.stdout
+    assert "regions: " in done.stdout
+    outside = invoke("top", str(run_dir), "--region", "")
+    assert "  head (" not in outside.stdout and "blocks.0" in outside.stdout
+    bad = CliRunner().invoke(cli, ["top", str(run_dir), "--region", "nope"])
+    assert bad.exit_code != 0 and "no region 'nope'" in bad.output
+
+
 def test_top_in_a_real_process(run_dirs) -> None:
     done = greenprof("top", str(run_dirs[0]), cwd=run_dirs[0].parent)
     assert done.returncode == 0 and done.stdout.startswith("greenprof: ")
@@ -242,6 +286,23 @@ def test_export_chrome_trace(run_dirs, tmp_path) -> None:
     assert done.exit_code == 0
     events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
     assert {"X", "C", "M"} == {e["ph"] for e in events}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_tables_as_data_files_read_back_whole(run_dirs, tmp_path, fmt) -> None:
+    import pandas as pd
+
+    out = tmp_path / fmt
+    done = invoke("export", str(run_dirs[0]), "--format", fmt, "-o", str(out))
+    assert done.exit_code == 0, done.output
+    session = Session.load(run_dirs[0])
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    layers = read(out / f"layers.{fmt}")
+    assert len(layers) == len(session.layers())
+    assert layers["energy_j"].sum() == pytest.approx(session.total_energy_j)
+    assert {"module", "phase", "region", "energy_lo_j", "energy_hi_j"} <= set(layers.columns)
+    assert len(read(out / f"samples.{fmt}")) == len(session.samples())
+    assert len(read(out / f"spans.{fmt}")) == len(session.spans())
 
 
 # ------------------------------------------------------------------------------ bad input

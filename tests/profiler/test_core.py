@@ -219,3 +219,32 @@ def test_unresolved_layers_are_named_with_what_would_resolve_them(layers, steps,
     assert lines and all("noise-level" in line for line in lines)
     assert any(advice in line for line in lines)
     assert any(line.startswith("layer0 (forward): ±") for line in lines)
+
+
+def test_profile_as_a_decorator_returns_the_result_and_keeps_the_session():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+
+    @greenprof.profile(sensors=[constant_power()])
+    def run(steps):
+        train(model, steps)
+        return "done"
+
+    assert run.session is None
+    assert run(2) == "done"
+    assert run.session.meta["steps"] == 2
+    assert run.profile.session is run.session
+    assert run.__name__ == "run"
+
+    @greenprof.profile(sensors=[constant_power()])
+    def fails():
+        model(torch.randn(2, 8))
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        fails()
+    assert "ValueError: bad batch" in fails.session.meta["error"]
+
+
+def test_profile_decorates_only_callables():
+    with pytest.raises(ConfigError, match="decorates a function"):
+        greenprof.profile()(3)

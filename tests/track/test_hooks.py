@@ -60,8 +60,13 @@ def test_no_grad_and_inference_mode_record_forward_only():
         with torch.inference_mode():
             model(torch.randn(2, 8))
     codes = {c for _t, c, _k in rec.events}
-    assert codes == {hooks.FWD_ENTER, hooks.FWD_EXIT}
-    assert len(rec.events) == 12
+    # Each outermost grad-free forward is wrapped in the automatic eval region, nothing else.
+    assert codes == {hooks.FWD_ENTER, hooks.FWD_EXIT, hooks.REGION_ENTER, hooks.REGION_EXIT}
+    regions = [(c, k) for _t, c, k in rec.events if c >= hooks.REGION_ENTER]
+    assert (
+        regions == [(hooks.REGION_ENTER, hooks.AUTO_EVAL), (hooks.REGION_EXIT, hooks.AUTO_EVAL)] * 2
+    )
+    assert len(rec.events) == 12 + 4
 
 
 def test_tuple_and_dict_outputs_get_backward_events():

@@ -115,3 +115,49 @@ def test_cells_merge_on_a_grid_when_too_few_updates_are_known():
     assert len(table.bin_self_ns) <= 40
     per_column = np.bincount(table.bin_column, weights=table.bin_self_ns)
     np.testing.assert_allclose(per_column, table.self_ns)
+
+
+def region_times(table):
+    return {
+        (*table.columns[c], table.region_of(c)): int(table.self_ns[c])
+        for c in range(len(table.columns))
+    }
+
+
+def test_columns_inside_a_region_are_their_own_including_time_outside_modules():
+    tl = Timeline(0, 10)
+    R0, R1 = hooks.REGION_ENTER, hooks.REGION_EXIT
+    tl.feed([(0, F0, 0), (10, F1, 0), (20, R0, 5), (30, F0, 0), (40, F1, 0), (45, R1, 5)])
+    table = tl.finish(50)
+    times = region_times(table)
+    assert times[(0, FORWARD, 0)] == 10
+    assert times[(0, FORWARD, 5)] == 10
+    assert times[(-1, OTHER, 5)] == 10 + 5  # 20..30 and 40..45 inside the region
+    assert times[(-1, OTHER, 0)] == 10 + 5
+    assert table.self_ns.sum() == 50
+
+
+def test_the_automatic_eval_region_keeps_an_open_user_region():
+    tl = Timeline(0, 10)
+    R0, R1 = hooks.REGION_ENTER, hooks.REGION_EXIT
+    auto = hooks.AUTO_EVAL
+    tl.feed([(0, R0, 7), (0, R0, auto), (0, F0, 0), (10, F1, 0), (10, R1, auto), (10, R1, 7)])
+    tl.feed([(20, R0, auto), (20, F0, 0), (30, F1, 0), (30, R1, auto)])
+    times = region_times(tl.finish(30))
+    assert times[(0, FORWARD, 7)] == 10
+    assert times[(0, FORWARD, auto)] == 10
+
+
+def test_a_region_left_open_by_an_exception_closes_with_the_outer_one():
+    tl = Timeline(0, 10)
+    R0, R1 = hooks.REGION_ENTER, hooks.REGION_EXIT
+    tl.feed([(0, R0, 5), (0, R0, 6), (10, R1, 5), (10, F0, 0), (20, F1, 0), (20, R1, 9)])
+    table = tl.finish(20)
+    assert region_times(table)[(0, FORWARD, 0)] == 10
+    assert table.inconsistencies == 1  # the exit of a region never entered
+
+
+def test_a_run_without_regions_has_no_region_list():
+    tl = Timeline(0, 10)
+    tl.feed([(0, F0, 0), (10, F1, 0)])
+    assert tl.finish(10).column_region == []
