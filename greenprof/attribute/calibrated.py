@@ -193,9 +193,13 @@ def calibrated_attribution(
             draws[b] = allocate(run_times, e_run, p, run_group)
         lo = np.minimum(np.percentile(draws, 2.5, axis=0), energy) if bootstrap else energy
         hi = np.maximum(np.percentile(draws, 97.5, axis=0), energy) if bootstrap else energy
-        if total > 0 and rw.end_uncertainty_j > 0:
-            share = energy * (rw.end_uncertainty_j / total)
-            lo, hi = energy - np.hypot(energy - lo, share), energy + np.hypot(hi - energy, share)
+        # Replayed powers that do not predict the run's own windows exactly say the layers draw
+        # differently in context; the rows are scaled to the measured total, and each carries
+        # that much doubt (twice the relative misfit, as a 95% half-width).
+        context = 2.0 * abs(1.0 - predicted / total) if total > 0 and predicted > 0 else 0.0
+        share = energy * (rw.end_uncertainty_j / total if total > 0 else 0.0)
+        doubt = np.hypot(share, energy * context)
+        lo, hi = energy - np.hypot(energy - lo, doubt), energy + np.hypot(hi - energy, doubt)
         results.append(
             SensorResult(
                 name=s.name,
