@@ -140,6 +140,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             int(self.interval_s * 1e9) // 10,
             trace_steps=self.trace_steps,
             gaps=self._known_gaps,
+            startup=True,
         )
         recorder.step_callback = self._maybe_drain
         self._recorder = recorder

@@ -33,7 +33,7 @@ import pandas as pd
 from greenprof.attribute.uncertainty import uncertainty_j
 from greenprof.errors import GreenprofError
 from greenprof.report.tables import module_rows
-from greenprof.schema import OUTSIDE_MODULE
+from greenprof.schema import NOT_MODULES, STARTUP_MODULE
 from greenprof.session import Session
 
 _BOUNDS = ["energy_j", "energy_lo_j", "energy_hi_j"]
@@ -180,7 +180,7 @@ def compare_sessions(
     scale_a, scale_b, per_step = _scales(a, b)
     joined = _join(rows_a, rows_b, scale_a, scale_b)
     both = joined["present_a"] & joined["present_b"]
-    real = both & (joined["module"] != OUTSIDE_MODULE)
+    real = both & ~joined["module"].isin(NOT_MODULES)
     if not real.any() and not force:
         raise NoCommonModules(
             f"{label_a} and {label_b} share no module: they profile different models. "
@@ -211,11 +211,15 @@ def compare_sessions(
         100.0 * c.own_delta_j / (c.expected_factor * c.energy_a_j) if c.energy_a_j > 0 else math.nan
         for c in changes
     ]
-    joined["worse"] = [c.worse for c in changes]
-    joined["better"] = [c.better for c in changes]
+    # Startup happens once per run: one sample each, whose variation (cold caches) is unknown.
+    once = (joined["module"] == STARTUP_MODULE).to_numpy()
+    joined["worse"] = [c.worse and not o for c, o in zip(changes, once, strict=True)]
+    joined["better"] = [c.better and not o for c, o in zip(changes, once, strict=True)]
     joined["verdict"] = [
-        _verdict(c, in_a, in_b)
-        for c, in_a, in_b in zip(changes, joined["present_a"], joined["present_b"], strict=True)
+        "once" if o else _verdict(c, in_a, in_b)
+        for c, o, in_a, in_b in zip(
+            changes, once, joined["present_a"], joined["present_b"], strict=True
+        )
     ]
     joined["_size"] = np.abs(joined["delta_j"])
     rows = joined.sort_values(["worse", "_size", "module"], ascending=[False, False, True])
@@ -291,8 +295,9 @@ def _change_columns() -> list[str]:
 def _join(a: pd.DataFrame, b: pd.DataFrame, scale_a: float, scale_b: float) -> pd.DataFrame:
     keep = ["module", "type", *_BOUNDS]
     a, b = a[keep].copy(), b[keep].copy()
-    a[_BOUNDS] *= scale_a
-    b[_BOUNDS] *= scale_b
+    # Startup happens once per run, whatever the steps: never per step.
+    a.loc[a["module"] != STARTUP_MODULE, _BOUNDS] *= scale_a
+    b.loc[b["module"] != STARTUP_MODULE, _BOUNDS] *= scale_b
     joined = a.merge(b, on="module", how="outer", suffixes=("_a", "_b"))
     joined["type"] = joined["type_b"].fillna(joined["type_a"]).fillna("")
     joined = joined.rename(
@@ -353,6 +358,8 @@ def _notes(
             f"modules in both runs hold {100 * coverage_a:.0f}% of A's energy and "
             f"{100 * coverage_b:.0f}% of B's; the rest is in modules new or removed"
         )
+    if STARTUP_MODULE in set(a.layers()["module"]) | set(b.layers()["module"]):
+        notes.append(f"{STARTUP_MODULE} is compared per run and never counts as a regression")
     if factor != 1.0:
         notes.append(
             f"every module moved by a similar factor (x{factor:.2f}): the machine changed "

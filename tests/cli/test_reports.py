@@ -309,6 +309,27 @@ def test_help_shows_every_command_description_whole() -> None:
     assert "..." not in done.stdout.split("Commands:")[1]
 
 
+def test_run_separates_startup_from_the_glue_inside_the_loop(tmp_path) -> None:
+    slow_start = script(
+        tmp_path,
+        "slow_start.py",
+        "import time, torch\n"
+        "t = time.perf_counter()\n"
+        "while time.perf_counter() - t < 0.5:\n"
+        "    pass\n"
+        "model = torch.nn.Linear(8, 8)\n"
+        "for _ in range(20):\n"
+        "    model(torch.randn(4, 8))\n",
+    )
+    done = greenprof("run", "--out", "r", "--sensor", "estimate", str(slow_start), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = Session.load(tmp_path / "r").layers().set_index("module")
+    assert rows.loc["(startup)", "time_s"] >= 0.5
+    assert rows.loc["(outside modules)", "time_s"] < 0.25
+    text = greenprof("top", "r", cwd=tmp_path).stdout
+    assert "(startup)" in text
+
+
 def test_a_refused_sensor_leaves_no_run_directory(tmp_path) -> None:
     train = script(tmp_path, "train.py", TRAIN)
     done = greenprof("run", "--sensor", "nvml", str(train), cwd=tmp_path)
