@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, STARTUP_KEY, TimeTable
+from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, TimeTable
 from greenprof.track.events import (
     AUTO_EVAL,
     BWD_ENTER,
@@ -60,8 +60,6 @@ class Timeline:
             merge first. None: cells merge on a coarser regular grid.
         trace_steps: steps whose individual spans are kept.
         max_trace_spans: hard cap on kept spans.
-        startup: time before the first event gets a column of its own (key ``STARTUP_KEY``),
-            so that the outside column holds only the glue between model calls.
     """
 
     def __init__(
@@ -73,7 +71,6 @@ class Timeline:
         gaps: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
         trace_steps: int = 20,
         max_trace_spans: int = 200_000,
-        startup: bool = False,
     ) -> None:
         self.t_start_ns = t_start_ns
         self.bin_ns = max(1, int(bin_ns))
@@ -106,7 +103,6 @@ class Timeline:
         self.optimizer_steps = 0
         self.root_calls = 0
         self.inconsistencies = 0
-        self._startup_open = startup
 
     # ------------------------------------------------------------ public
     @property
@@ -116,9 +112,6 @@ class Timeline:
 
     def feed(self, events: list[tuple[int, int, int]]) -> None:
         """Consume events in time order (as :class:`~.hooks.HookRecorder` records them)."""
-        if self._startup_open and events:
-            self._startup_open = False
-            self._advance_into(events[0][0], self._column(STARTUP_KEY, OTHER))
         # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
         # for every hook event of the user's training. Segment arithmetic happens in numpy later.
         segments = self._segments
@@ -256,11 +249,10 @@ class Timeline:
             self.trace.append((entry[2], entry[3], t_ns, entry[4]))
 
     # ------------------------------------------------------------ self time
-    def _advance(self, t_ns: int) -> None:
-        self._advance_into(t_ns, self._stack[-1][2] if self._stack else self._outside)
-
-    def _advance_into(self, t_ns: int, column: int) -> None:
+    def _advance(self, t_ns: int, column: int | None = None) -> None:
         if t_ns > self._t_last:
+            if column is None:
+                column = self._stack[-1][2] if self._stack else self._outside
             self._segments.append((self._t_last, t_ns, column))
             self._t_last = t_ns
 

@@ -1,8 +1,8 @@
 import numpy as np
 
 from greenprof.schema import STARTUP_KEY
-
 from greenprof.track import events as hooks
+from greenprof.track.startup import StartupTimeline
 from greenprof.track.timeline import BACKWARD, FORWARD, OPTIMIZER, OTHER, OUTSIDE_COLUMN, Timeline
 
 F0, F1, B0, B1, O0, O1, END = (
@@ -119,7 +119,6 @@ def test_cells_merge_on_a_grid_when_too_few_updates_are_known():
     np.testing.assert_allclose(per_column, table.self_ns)
 
 
-<<<<<<< HEAD
 def region_times(table):
     return {
         (*table.columns[c], table.region_of(c)): int(table.self_ns[c])
@@ -164,9 +163,10 @@ def test_a_run_without_regions_has_no_region_list():
     tl = Timeline(0, 10)
     tl.feed([(0, F0, 0), (10, F1, 0)])
     assert tl.finish(10).column_region == []
-=======
+
+
 def test_time_before_the_first_model_call_is_startup_and_gaps_after_it_are_outside():
-    tl = Timeline(0, 10, startup=True)
+    tl = StartupTimeline(0, 10)
     tl.feed([])  # nothing ran yet: no startup column either
     tl.feed([(25, F0, 0), (40, F1, 0)])
     tl.feed([(60, F0, 0), (70, F1, 0)])
@@ -175,8 +175,7 @@ def test_time_before_the_first_model_call_is_startup_and_gaps_after_it_are_outsi
     assert times[(-1, OTHER)] == 20 + 10
     assert times[(0, FORWARD)] == 15 + 10
     assert sum(times.values()) == 80
-    # Off by default (replays have no startup): the gap before the first call is outside.
+    # A plain timeline (replays) has no startup: the gap before the first call is outside.
     plain = Timeline(0, 10)
     plain.feed([(25, F0, 0), (40, F1, 0)])
     assert (STARTUP_KEY, OTHER) not in self_times(plain.finish(40))
->>>>>>> ba68d30 (Run: time before the first model call is its own (startup) row; compare shows it per run, never as a regression)
