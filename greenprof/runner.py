@@ -187,6 +187,7 @@ def _profile_and_save(
             outcome.run(target)
     except BaseException as exc:
         if exc is not outcome.error:  # greenprof's own failure, not the script's
+            _remove_if_empty(run_dir)  # e.g. a refused sensor: no empty run directory behind
             raise
         print_exception(exc)
     exit_status = outcome.exit_status
@@ -354,6 +355,13 @@ def _make_run_dir(target: Target, out: Path | None) -> Path:
             f"{path}: cannot create the run directory ({exc.strerror or exc})"
         ) from None
     return path.absolute()
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()  # only succeeds when nothing was written into it
+    except OSError:
+        pass
 
 
 def run_dir_for(target: Target, out: Path | None) -> Path:

@@ -14,8 +14,14 @@ import numpy as np
 PHASES = ("forward", "backward", "optimizer", "other")
 #: Row of the time spent outside every module (data loading, Python glue).
 OUTSIDE_MODULE = "(outside modules)"
+#: Row of the time before the first model call (imports, data preparation), once per run.
+STARTUP_MODULE = "(startup)"
+#: Rows that are no module of the model.
+NOT_MODULES = (OUTSIDE_MODULE, STARTUP_MODULE)
 #: Tracking key of the time outside every module.
 OUTSIDE_KEY = -1
+#: Tracking key of the time before the first model call.
+STARTUP_KEY = -2
 #: Column 0 of a :class:`TimeTable` is always time outside every module.
 OUTSIDE_COLUMN = 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from greenprof.schema import OUTSIDE_MODULE
+from greenprof.schema import NOT_MODULES
 
 TREE_COLUMNS = [
     "module",
@@ -40,7 +40,7 @@ def parent_of(module: str, known: set[str]) -> str | None:
     where several root models share a session their names carry a class-name prefix instead.
     Optimizer rows and the outside-modules row have no parent.
     """
-    if module in ("", OUTSIDE_MODULE) or module.startswith(OPTIMIZER_PREFIX):
+    if module == "" or module in NOT_MODULES or module.startswith(OPTIMIZER_PREFIX):
         return None
     if "." in module:
         return module.rsplit(".", 1)[0]

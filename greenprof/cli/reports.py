@@ -58,6 +58,10 @@ def top(run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...]
         session, n=n, phases=phases or None, regions=regions or None
     )
     click.echo(text)
+    ran = set(session.layers()["phase"])
+    for phase in phases:
+        if phase not in ran:
+            click.echo(f"note: no {phase} phase in this run (nothing ran in it)")
 
 
 @cli.command()
@@ -70,19 +74,26 @@ def top(run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...]
 @click.option(
     "--threshold-pct",
     type=click.FloatRange(min=0),
-    default=0.0,
+    default=5.0,
     show_default=True,
-    help="With --fail-on-regression: ignore regressions of less than this many percent.",
+    help="A module got worse only when it rose by more than this many percent (and beyond "
+    "uncertainty).",
 )
+@click.option("--force", is_flag=True, help="Compare runs that share no module (totals only).")
 def compare(
-    run_a: Path, run_b: Path, n: int, fail_on_regression: bool, threshold_pct: float
+    run_a: Path, run_b: Path, n: int, fail_on_regression: bool, threshold_pct: float, force: bool
 ) -> None:
-    """Compare per-module energy of RUN_A (before) and RUN_B (after)."""
-    from greenprof.report.compare import compare_sessions
+    """Compare per-module energy of RUN_A (before) and RUN_B (after), per step if counts differ."""
+    from greenprof.report.compare import NoCommonModules, compare_sessions
     from greenprof.report.console import render_comparison
 
-    comparison = compare_sessions(load_run(run_a), load_run(run_b), str(run_a), str(run_b))
-    click.echo(render_comparison(comparison, n=n))
+    try:
+        comparison = compare_sessions(
+            load_run(run_a), load_run(run_b), str(run_a), str(run_b), force=force
+        )
+    except NoCommonModules as exc:
+        fail(str(exc))
+    click.echo(render_comparison(comparison, n=n, threshold_pct=threshold_pct))
     if fail_on_regression and len(comparison.worse(threshold_pct)):
         raise SystemExit(1)
 

@@ -21,7 +21,7 @@ import torch
 
 from greenprof.attribute.calibrated import Calibration
 from greenprof.attribute.windows import update_gaps
-from greenprof.schema import OUTSIDE_KEY, PHASES, TimeTable
+from greenprof.schema import PHASES, TimeTable
 from greenprof.track.capture import CapturedCall
 from greenprof.track.hooks import HookRecorder
 from greenprof.track.names import KeyInfo
@@ -83,7 +83,7 @@ def needed(table: TimeTable, period_s: float) -> bool:
     it with its neighbours.
     """
     calls = np.asarray(table.calls, np.float64)
-    keep = np.array([key != OUTSIDE_KEY for key, _ in table.columns]) & (calls > 0)
+    keep = np.array([key >= 0 for key, _ in table.columns]) & (calls > 0)  # model modules only
     if not keep.any():
         return False
     self_s = table.self_ns[keep] * 1e-9
@@ -102,7 +102,7 @@ def make_plan(table: TimeTable, keys: list[KeyInfo], period_s: float, budget_s: 
     """Plan slots for the modules with the most self time first."""
     seconds: dict[int, float] = {}
     for (key, phase), self_ns in zip(table.columns, table.self_ns, strict=True):
-        if key == OUTSIDE_KEY or keys[key].is_optimizer or phase not in (_FORWARD, _BACKWARD):
+        if key < 0 or keys[key].is_optimizer or phase not in (_FORWARD, _BACKWARD):
             continue
         if self_ns > 0 and keys[key].alive is not None and keys[key].alive() is not None:
             seconds[key] = seconds.get(key, 0.0) + self_ns * 1e-9

@@ -28,6 +28,7 @@ from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_senso
 from greenprof.session import Session
 from greenprof.track.capture import CallCapture
 from greenprof.track.hooks import HookRecorder
+from greenprof.track.startup import StartupTimeline
 from greenprof.track.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._capture.release()
             raise
         self._started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        self._timeline = Timeline(
+        self._timeline = StartupTimeline(
             now_ns(),
             int(self.interval_s * 1e9) // 10,
             trace_steps=self.trace_steps,

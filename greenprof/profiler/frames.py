@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from greenprof.attribute.fit import POWER_FIT, Attribution, SensorSeries
-from greenprof.schema import OUTSIDE_KEY, OUTSIDE_MODULE, PHASES, TimeTable
+from greenprof.schema import (
+    OUTSIDE_KEY,
+    OUTSIDE_MODULE,
+    PHASES,
+    STARTUP_KEY,
+    STARTUP_MODULE,
+    TimeTable,
+)
 from greenprof.session import LAYER_COLUMNS, LAYER_EXTRA_COLUMNS, Session
 from greenprof.track.events import AUTO_EVAL
 from greenprof.track.hooks import KeyInfo
@@ -23,7 +30,7 @@ def column_names(table: TimeTable, keys: list[KeyInfo]) -> list[tuple[str, str]]
     """(module, type) per column; names are prefixed by their root when several roots ran."""
     used_roots = []
     for key, _phase in table.columns:
-        if key != OUTSIDE_KEY and not keys[key].is_optimizer and keys[key].root not in used_roots:
+        if key >= 0 and not keys[key].is_optimizer and keys[key].root not in used_roots:
             used_roots.append(keys[key].root)
     prefixes: dict[int, str] = {}
     if len(used_roots) > 1:
@@ -34,8 +41,8 @@ def column_names(table: TimeTable, keys: list[KeyInfo]) -> list[tuple[str, str]]
             prefixes[root] = type_name if seen[type_name] == 1 else f"{type_name}#{seen[type_name]}"
     names = []
     for key, _phase in table.columns:
-        if key == OUTSIDE_KEY:
-            names.append((OUTSIDE_MODULE, ""))
+        if key in (OUTSIDE_KEY, STARTUP_KEY):
+            names.append((OUTSIDE_MODULE if key == OUTSIDE_KEY else STARTUP_MODULE, ""))
             continue
         info = keys[key]
         prefix = prefixes.get(info.root, "")

@@ -11,7 +11,8 @@ from typing import Any
 from torch import nn
 
 from greenprof.recommend.actions.base import is_excluded
-from greenprof.session import OUTSIDE_MODULE, Session
+from greenprof.schema import NOT_MODULES
+from greenprof.session import Session
 
 #: Risks below this count as this, so a "free" change does not get an infinite score.
 MIN_RISK = 1e-4
@@ -94,7 +95,7 @@ class LayerFacts:
     ) -> LayerFacts:
         """Collect the facts of ``session`` (and ``model``, whose names it must share)."""
         layers = session.layers()
-        layers = layers[layers["module"] != OUTSIDE_MODULE]
+        layers = layers[~layers["module"].isin(NOT_MODULES)]
         tree = session.inclusive()
         phases: dict[str, set[str]] = {}
         for module, phase in zip(layers["module"], layers["phase"], strict=True):

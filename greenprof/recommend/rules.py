@@ -30,7 +30,8 @@ from greenprof.recommend.actions.modules import (
     linear_shape,
 )
 from greenprof.recommend.candidates import Candidate, LayerFacts, rank
-from greenprof.session import OUTSIDE_MODULE, Session
+from greenprof.schema import NOT_MODULES
+from greenprof.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def _cover(facts: LayerFacts, name: str) -> list[str]:
         # Parameter-free children (dropout, activations) gain nothing from a dtype of their own.
         children = [n for n in children if any(True for _ in facts.modules[n].parameters())]
     else:
-        children = [n for n in children if n != OUTSIDE_MODULE]
+        children = [n for n in children if n not in NOT_MODULES]
     return [covered for child in children for covered in _cover(facts, child)]
 
 

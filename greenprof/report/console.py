@@ -86,21 +86,27 @@ def warning_lines(warnings: list[str]) -> list[str]:
     return shown
 
 
-def render_comparison(comparison: Comparison, n: int = 20) -> str:
+def render_comparison(comparison: Comparison, n: int = 20, threshold_pct: float = 0.0) -> str:
     """Return a terminal table of per-module changes from run A to run B.
 
-    Modules that got worse beyond their uncertainty come first, marked ``WORSE``; then the largest
-    changes. ``~`` marks a change inside the uncertainty.
+    Modules that got worse beyond their uncertainty (and by more than ``threshold_pct``) come
+    first, marked ``WORSE``; then the largest changes. ``~`` marks a change inside the
+    uncertainty; ``new`` and ``removed`` modules are in one run only.
     """
     rows = comparison.rows
     total = comparison.total
-    amount_a = _amount(total.energy_a_j, total.energy_a_lo_j, total.energy_a_hi_j)
-    amount_b = _amount(total.energy_b_j, total.energy_b_lo_j, total.energy_b_hi_j)
-    verdict = "WORSE" if total.worse else "better" if total.better else "(within uncertainty)"
+    unit = "/step" if comparison.per_step else ""
+    amount_a = _amount(total.energy_a_j, total.energy_a_lo_j, total.energy_a_hi_j) + unit
+    amount_b = _amount(total.energy_b_j, total.energy_b_lo_j, total.energy_b_hi_j) + unit
+    if comparison.machine_factor != 1.0:
+        verdict = "(the machine's change: every module alike)"
+    else:
+        verdict = "WORSE" if total.worse else "better" if total.better else "(within uncertainty)"
+    label = "total per step" if comparison.per_step else "total"
     lines = [
         f"A: {comparison.label_a}  {amount_a}",
         f"B: {comparison.label_b}  {amount_b}",
-        f"total: {_delta(total.delta_j, total.delta_uncertainty_j, total.delta_pct)} {verdict}",
+        f"{label}: {_delta(total.delta_j, total.delta_uncertainty_j, total.delta_pct)} {verdict}",
     ]
     lines += [f"note: {note}" for note in comparison.notes]
     table = [
@@ -117,13 +123,20 @@ def render_comparison(comparison: Comparison, n: int = 20) -> str:
     lines += _table(["A", "B", "Δ", "Δ%", "", "module"], table, right=4)
     if len(rows) > n:
         lines.append(f"... {len(rows) - n} more modules")
-    worse = comparison.worse()
+    for verdict, what in (("new", "new in B"), ("removed", "removed in B")):
+        listed = rows[rows["verdict"].str.lower().str.startswith(verdict)]["module"]
+        if len(listed):
+            names = ", ".join(display_name(m) for m in listed.head(5))
+            more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+            lines.append(f"{what}: {names}{more}")
+    worse = comparison.worse(threshold_pct)
+    above = f" and by more than {threshold_pct:g}%" if threshold_pct > 0 else ""
     if len(worse):
         names = ", ".join(display_name(m) for m in worse["module"].head(5))
         more = f" and {len(worse) - 5} more" if len(worse) > 5 else ""
-        lines.append(f"{len(worse)} module(s) got worse beyond uncertainty: {names}{more}")
+        lines.append(f"{len(worse)} module(s) got worse beyond uncertainty{above}: {names}{more}")
     else:
-        lines.append("no module got worse beyond uncertainty")
+        lines.append(f"no module got worse beyond uncertainty{above}")
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .card b{display:block;font-size:20px}.card span{color:#555;font-size:12px}
 table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.sortable th{cursor:pointer;user-select:none;background:#eef1f5;position:sticky;top:0}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}

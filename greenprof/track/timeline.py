@@ -249,9 +249,10 @@ class Timeline:
             self.trace.append((entry[2], entry[3], t_ns, entry[4]))
 
     # ------------------------------------------------------------ self time
-    def _advance(self, t_ns: int) -> None:
+    def _advance(self, t_ns: int, column: int | None = None) -> None:
         if t_ns > self._t_last:
-            column = self._stack[-1][2] if self._stack else self._outside
+            if column is None:
+                column = self._stack[-1][2] if self._stack else self._outside
             self._segments.append((self._t_last, t_ns, column))
             self._t_last = t_ns
 

@@ -272,13 +272,71 @@ def test_compare_flags_regressions_and_fails_only_when_asked(run_dirs) -> None:
     before, after = map(str, run_dirs)
     done = invoke("compare", before, after)
     assert done.exit_code == 0
-    assert "1 module(s) got worse beyond uncertainty: head" in done.stdout
+    assert "1 module(s) got worse beyond uncertainty and by more than 5%: head" in done.stdout
     assert invoke("compare", before, after, "--fail-on-regression").exit_code == 1
     assert (
         invoke("compare", before, after, "--fail-on-regression", "--threshold-pct", "500").exit_code
         == 0
     )
     assert invoke("compare", after, before, "--fail-on-regression").exit_code == 0
+
+
+def test_compare_of_runs_with_no_module_in_common_exits_2_unless_forced(run_dirs, tmp_path):
+    other = synthetic_session(duration_s=2.0, n_blocks=1, seed=3)
+    layers = other.layers()
+    layers["module"] = "other." + layers["module"]
+    path = Session(other.meta, layers).save(tmp_path / "other")
+    done = invoke("compare", str(run_dirs[0]), str(path))
+    assert done.exit_code == 2 and "share no module" in done.stderr and "--force" in done.stderr
+    forced = invoke("compare", str(run_dirs[0]), str(path), "--force")
+    assert forced.exit_code == 0 and "only the totals compare" in forced.stdout
+
+
+def test_top_says_when_a_phase_did_not_run(tmp_path) -> None:
+    session = synthetic_session(duration_s=2.0, n_blocks=1)
+    layers = session.layers()
+    path = Session(session.meta, layers[layers["phase"] != "optimizer"]).save(tmp_path / "r")
+    done = invoke("top", str(path), "--phase", "optimizer")
+    assert done.exit_code == 0 and "note: no optimizer phase in this run" in done.stdout
+    assert "note:" not in invoke("top", str(path), "--phase", "forward").stdout
+
+
+def test_help_shows_every_command_description_whole() -> None:
+    done = invoke("--help")
+    text = "".join(done.stdout.split())  # wrapped lines: compare without whitespace
+    for name in ("compare", "export", "optimize", "recommend", "run", "sensors"):
+        assert "".join(cli.commands[name].help.split("\n")[0].split()) in text, name
+    assert "..." not in done.stdout.split("Commands:")[1]
+
+
+def test_run_separates_startup_from_the_glue_inside_the_loop(tmp_path) -> None:
+    slow_start = script(
+        tmp_path,
+        "slow_start.py",
+        "import time, torch\n"
+        "t = time.perf_counter()\n"
+        "while time.perf_counter() - t < 0.5:\n"
+        "    pass\n"
+        "model = torch.nn.Linear(8, 8)\n"
+        "for _ in range(20):\n"
+        "    model(torch.randn(4, 8))\n",
+    )
+    done = greenprof("run", "--out", "r", "--sensor", "estimate", str(slow_start), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = Session.load(tmp_path / "r").layers().set_index("module")
+    assert rows.loc["(startup)", "time_s"] >= 0.5
+    assert rows.loc["(outside modules)", "time_s"] < 0.25
+    text = greenprof("top", "r", cwd=tmp_path).stdout
+    assert "(startup)" in text
+
+
+def test_a_refused_sensor_leaves_no_run_directory(tmp_path) -> None:
+    train = script(tmp_path, "train.py", TRAIN)
+    done = greenprof("run", "--sensor", "nvml", str(train), cwd=tmp_path)
+    if done.returncode == 0:
+        pytest.skip("NVML is readable here")
+    assert done.returncode == 2 and "nvml" in done.stderr.lower()
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
 
 def test_export_chrome_trace(run_dirs, tmp_path) -> None:

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from greenprof.report.compare import compare_sessions
+from greenprof.report.compare import NoCommonModules, compare_sessions
 from greenprof.report.console import render_comparison
 from greenprof.session import LAYER_COLUMNS, Session
 
@@ -31,21 +31,85 @@ AFTER = {
 }
 
 
-def test_worse_only_beyond_uncertainty() -> None:
+def test_worse_only_beyond_both_uncertainties() -> None:
     rows = compare_sessions(run(BEFORE), run(AFTER)).rows.set_index("module")
     assert rows.loc["a", "worse"] and rows.loc["a", "verdict"] == "WORSE"
     assert rows.loc["a", "delta_j"] == 3.0
     assert rows.loc["a", "delta_pct"] == pytest.approx(30.0)
-    assert rows.loc["a", "delta_uncertainty_j"] == pytest.approx(2.0)  # Δ in [1, 5]
-    assert not rows.loc["b", "worse"] and rows.loc["b", "verdict"] == "~"  # intervals overlap
+    # Same sensors: bounds move together (±0 J from them); run-to-run: 10% of hypot(10, 13).
+    assert rows.loc["a", "delta_uncertainty_j"] == pytest.approx(0.1 * math.hypot(10, 13))
+    assert not rows.loc["b", "worse"] and rows.loc["b", "verdict"] == "~"  # +1 J < ±1.5 J
     assert rows.loc["c", "better"] and rows.loc["c", "verdict"] == "better"
     assert rows.loc["new", "verdict"] == "NEW, WORSE" and math.isnan(rows.loc["new", "delta_pct"])
-    assert rows.loc["old", "verdict"] == "gone" and rows.loc["old", "energy_b_j"] == 0.0
+    assert rows.loc["old", "verdict"] == "removed" and rows.loc["old", "energy_b_j"] == 0.0
 
 
-def test_worse_modules_come_first() -> None:
-    rows = compare_sessions(run(BEFORE), run(AFTER)).rows
-    assert rows["module"].tolist()[:2] == ["a", "new"]
+def test_a_new_module_inside_its_uncertainty_is_only_new() -> None:
+    after = {**AFTER, "new": (0.686, 0.0, 1.42)}
+    comparison = compare_sessions(run(BEFORE), run(after))
+    rows = comparison.rows.set_index("module")
+    assert rows.loc["new", "verdict"] == "new" and not rows.loc["new", "worse"]
+    text = render_comparison(comparison)
+    assert "new in B: new" in text and "removed in B: old" in text
+
+
+def test_a_doubled_layer_with_wide_intervals_is_still_flagged() -> None:
+    wide = {m: (10.0, 5.0, 15.0) for m in "abcd"}
+    doubled = {**wide, "b": (20.0, 10.0, 30.0)}
+    assert compare_sessions(run(wide), run(doubled)).worse(5.0)["module"].tolist() == ["b"]
+    # Different sensors: the bounds are independent, and these intervals overlap.
+    other = run(doubled)
+    other.meta["sensors"] = [{"name": "t", "measured": True}]
+    assert compare_sessions(run(wide), other).worse(5.0).empty
+
+
+def test_a_machine_slower_as_a_whole_is_no_regression_but_one_layer_on_its_own_is() -> None:
+    before = {m: (10.0, 9.5, 10.5) for m in "abcdef"}
+    loaded = {m: (14.0, 13.3, 14.7) for m in "abcdef"}
+    comparison = compare_sessions(run(before), run(loaded))
+    assert comparison.machine_factor == pytest.approx(1.4)
+    assert comparison.worse(5.0).empty
+    assert any("machine changed" in note for note in comparison.notes)
+    loaded["c"] = (28.0, 26.6, 29.4)
+    comparison = compare_sessions(run(before), run(loaded))
+    assert comparison.worse(5.0)["module"].tolist() == ["c"]
+    # Without the load, c's doubling is judged against 1.0 and flagged too.
+    assert compare_sessions(run(before), run({**before, "c": (20, 19, 21)})).worse(5.0)[
+        "module"
+    ].tolist() == ["c"]
+
+
+def test_one_big_layer_that_got_worse_does_not_pass_for_the_machine() -> None:
+    before = {"big": (80.0, 76, 84), "x": (5.0, 4.8, 5.2), "y": (5.0, 4.8, 5.2), "z": (5, 4.8, 5.2)}
+    after = {**before, "big": (160.0, 152, 168)}
+    comparison = compare_sessions(run(before), run(after))
+    assert comparison.machine_factor == 1.0
+    assert comparison.worse(5.0)["module"].tolist() == ["big"]
+
+
+def test_runs_with_different_step_counts_compare_per_step() -> None:
+    a, b = run(BEFORE), run({m: tuple(2 * v for v in e) for m, e in BEFORE.items()})
+    a.meta["steps"], b.meta["steps"] = 10, 20
+    comparison = compare_sessions(a, b)
+    assert comparison.per_step and comparison.worse().empty
+    assert comparison.total.delta_j == pytest.approx(0.0)
+    assert any("joules per step" in note for note in comparison.notes)
+    assert "total per step: +0 J" in render_comparison(comparison)
+
+
+def test_runs_with_no_module_in_common_are_refused_unless_forced() -> None:
+    other = run({"x": (5.0, 4.0, 6.0)})
+    with pytest.raises(NoCommonModules, match="share no module"):
+        compare_sessions(run(BEFORE), other)
+    forced = compare_sessions(run(BEFORE), other, force=True)
+    assert any("only the totals" in note for note in forced.notes)
+
+
+def test_partial_overlap_states_the_coverage() -> None:
+    comparison = compare_sessions(run(BEFORE), run(AFTER))
+    assert comparison.coverage_a == pytest.approx(30 / 31)
+    assert comparison.coverage_b == pytest.approx(29 / 31)
+    assert any("97% of A's energy and 94% of B's" in n for n in comparison.notes)
 
 
 def test_threshold_drops_small_regressions_but_keeps_new_ones() -> None:
@@ -74,4 +138,4 @@ def test_rendered_comparison_names_the_regressions() -> None:
     assert "2 module(s) got worse beyond uncertainty: a, new" in text
     assert "... 2 more modules" in text
     line = next(line for line in text.splitlines() if line.endswith(" a"))
-    assert "+3 J ±2 J" in line and "+30.0%" in line and "WORSE" in line
+    assert "+3 J ±1.64 J" in line and "+30.0%" in line and "WORSE" in line

@@ -1,6 +1,8 @@
 import numpy as np
 
+from greenprof.schema import STARTUP_KEY
 from greenprof.track import events as hooks
+from greenprof.track.startup import StartupTimeline
 from greenprof.track.timeline import BACKWARD, FORWARD, OPTIMIZER, OTHER, OUTSIDE_COLUMN, Timeline
 
 F0, F1, B0, B1, O0, O1, END = (
@@ -161,3 +163,19 @@ def test_a_run_without_regions_has_no_region_list():
     tl = Timeline(0, 10)
     tl.feed([(0, F0, 0), (10, F1, 0)])
     assert tl.finish(10).column_region == []
+
+
+def test_time_before_the_first_model_call_is_startup_and_gaps_after_it_are_outside():
+    tl = StartupTimeline(0, 10)
+    tl.feed([])  # nothing ran yet: no startup column either
+    tl.feed([(25, F0, 0), (40, F1, 0)])
+    tl.feed([(60, F0, 0), (70, F1, 0)])
+    times = self_times(tl.finish(80))
+    assert times[(STARTUP_KEY, OTHER)] == 25
+    assert times[(-1, OTHER)] == 20 + 10
+    assert times[(0, FORWARD)] == 15 + 10
+    assert sum(times.values()) == 80
+    # A plain timeline (replays) has no startup: the gap before the first call is outside.
+    plain = Timeline(0, 10)
+    plain.feed([(25, F0, 0), (40, F1, 0)])
+    assert (STARTUP_KEY, OTHER) not in self_times(plain.finish(40))
