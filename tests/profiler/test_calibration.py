@@ -40,9 +40,10 @@ def test_replays_measure_short_layers_a_slow_counter_cannot_tell_apart():
     for name in watts:
         row = layers.loc[name]
         assert row.method == "replayed"
-        assert row.energy_j == pytest.approx(truth[name], rel=0.15), name
+        # The time split would put every layer at the mean power (60 W): errors of 100-300%.
+        assert row.energy_j == pytest.approx(truth[name], rel=0.25), name
         assert row.energy_lo_j <= row.energy_j <= row.energy_hi_j
-        assert row.power_w == pytest.approx(watts[name], rel=0.15), name
+        assert row.power_w == pytest.approx(watts[name], rel=0.25), name
 
 
 def test_calibration_off_keeps_the_passive_attribution():
