@@ -36,7 +36,7 @@ def write_parquet(session: Session, path: str | Path) -> Path:
         import pyarrow  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "Parquet export needs pyarrow: pip install pyarrow (or use --format csv)"
+            "Parquet export needs pyarrow: pip install 'greenprof[export]' (or use --format csv)"
         ) from None
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
