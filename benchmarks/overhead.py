@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import statistics
 import time
 
@@ -115,14 +116,95 @@ def measure(name: str, layers: int, hidden: int, steps: int, rounds: int) -> Non
     print(f"  greenprof sensors: {', '.join(s['name'] for s in prof.session.meta['sensors'])}")
 
 
+class GcCounter:
+    """Counts garbage collections and the seconds they take, through ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.collections += 1
+            self.seconds += time.perf_counter() - self._t0
+
+
+def small_mlp_steps(model, optimizer, x, steps: int) -> list[float]:
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = model(x).square().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure_small(steps: int, rounds: int, heap_objects: int) -> None:
+    """A model of 36 small modules with short steps: the per-call cost dominates."""
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = []
+    for _ in range(12):
+        layers += [torch.nn.Linear(64, 64), torch.nn.LayerNorm(64), torch.nn.GELU()]
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(16, 64)
+    heap = [[i] for i in range(heap_objects)]  # live objects that every full collection walks
+    small_mlp_steps(model, optimizer, x, 5)
+    variants = ("plain", "greenprof", "torch.profiler")
+    ratios: dict[str, list[float]] = {v: [] for v in variants}
+    medians: dict[str, list[float]] = {v: [] for v in variants}
+    worst_s: dict[str, float] = dict.fromkeys(variants, 0.0)
+    counters = {v: GcCounter() for v in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            ctx = {
+                "plain": contextlib.nullcontext(),
+                "greenprof": greenprof.profile(),
+                "torch.profiler": torch_profiler(),
+            }[variant]
+            with ctx:
+                gc.callbacks.append(counters[variant])
+                try:
+                    times = small_mlp_steps(model, optimizer, x, steps)
+                finally:
+                    gc.callbacks.remove(counters[variant])
+            medians[variant].append(statistics.median(times))
+            worst_s[variant] = max(worst_s[variant], max(times))
+        for variant in variants:
+            ratios[variant].append(medians[variant][-1] / medians["plain"][-1])
+    print(
+        f"\n(small MLP) 36 modules, batch 16x64, {rounds}x{steps} steps each, "
+        f"{len(heap):,} extra live objects"
+    )
+    for variant in variants:
+        gcc = counters[variant]
+        per_1000 = gcc.collections * 1000 / (rounds * steps)
+        print(
+            f"  {variant:15s} median step {statistics.median(medians[variant]) * 1e3:7.3f} ms   "
+            f"median ratio {statistics.median(ratios[variant]):6.3f}   worst step "
+            f"{worst_s[variant] * 1e3:7.2f} ms   GC {gcc.collections} ({per_1000:.1f}/1000 steps, "
+            f"{gcc.seconds * 1e3:.1f} ms)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="steps per round (tiny model)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-base", action="store_true", help="only the tiny model")
+    parser.add_argument("--small-only", action="store_true", help="only the small-module cases")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    measure_small(10 * args.steps, args.rounds, 0)
+    measure_small(10 * args.steps, args.rounds, 3_000_000)
+    if args.small_only:
+        return
     measure("a: tiny BERT", 2, 128, args.steps, args.rounds)
     if not args.skip_base:
         measure("b: BERT-base size", 12, 768, max(3, args.steps // 6), args.rounds)

@@ -274,7 +274,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
 
     def _maybe_drain(self) -> None:
         recorder, timeline = self._recorder, self._timeline
-        if recorder is not None and timeline is not None and len(recorder.events) > DRAIN_EVENTS:
+        if recorder is not None and timeline is not None and recorder.pending > DRAIN_EVENTS:
             timeline.feed(recorder.drain())
 
     # ------------------------------------------------------------ session

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -71,7 +72,10 @@ class HookRecorder:
 
     def __init__(self, clock: Callable[[], int] = now_ns) -> None:
         self._clock = clock
-        self.events: list[tuple[int, int, int]] = []
+        # Flat (t_ns, code, key) triples of machine ints: appending to it creates no object the
+        # garbage collector tracks, so a long step never triggers a collection on our account.
+        self._buf = array("q")
+        self._put = self._buf.append
         self._names = KeyRegistry()
         self.keys: list[KeyInfo] = self._names.keys
         self.inconsistencies = 0
@@ -128,14 +132,31 @@ class HookRecorder:
             if _active is self:
                 _active = None
 
+    @property
+    def events(self) -> list[tuple[int, int, int]]:
+        """The events recorded and not yet drained, as ``(t_ns, code, key)`` (a copy)."""
+        buf = self._buf
+        return list(zip(buf[0::3], buf[1::3], buf[2::3], strict=True))
+
+    @property
+    def pending(self) -> int:
+        """How many events wait to be drained."""
+        return len(self._buf) // 3
+
     def _emit(self, code: int, key: int, t_ns: int | None = None) -> None:
         if t_ns is None:
             t_ns = self._clock()
         if self.cuda is None:
-            self.events.append((t_ns, code, key))
+            put = self._put
+            put(t_ns)
+            put(code)
+            put(key)
             return
         with self._lock:  # backward hooks on a GPU run on autograd's device threads
-            self.events.append((t_ns, code, key))
+            put = self._put
+            put(t_ns)
+            put(code)
+            put(key)
             self._cuda_marks.append(self.cuda.mark())
 
     def enable_cuda(self, cuda: CudaClock | None = None) -> None:
@@ -147,33 +168,39 @@ class HookRecorder:
         with self._lock:
             if self.cuda is None:
                 self.cuda = cuda or CudaClock()
-                self._cuda_from = len(self.events)
+                self._cuda_from = self.pending
 
-    def drain(self, *, final: bool = False) -> list[tuple[int, int, int]]:
-        """Return the events recorded so far (with GPU times where CUDA is in use).
+    def drain(self, *, final: bool = False) -> Iterator[tuple[int, int, int]]:
+        """Hand over the events recorded so far (with GPU times where CUDA is in use).
+
+        The events come as an iterator of ``(t_ns, code, key)`` over a flat buffer: a consumer
+        that unpacks each triple (as :meth:`~.timeline.Timeline.feed` does) allocates nothing
+        per event, since ``zip`` reuses its result tuple.
 
         Args:
             final: wait for the device so that every event can be resolved (end of profile).
         """
         if self.cuda is None:
             with self._lock:
-                events, self.events = self.events, []
-            return events
+                flat = self._take(len(self._buf))
+            return _triples(flat)
         if final:
             self.cuda.finish()
         with self._lock:
             resolved = self.cuda.resolve(self._cuda_marks)
             ready = self._cuda_from + len(resolved)
-            events = self.events[: self._cuda_from] + [
-                (t_ns, code, key)
-                for t_ns, (_host, code, key) in zip(
-                    resolved, self.events[self._cuda_from : ready], strict=True
-                )
-            ]
-            self.events = self.events[ready:]
+            flat = self._take(3 * ready)
+            # GPU times replace the host times of the events that have a CUDA mark.
+            flat[3 * self._cuda_from :: 3] = array("q", resolved)
             self._cuda_marks = self._cuda_marks[len(resolved) :]
             self._cuda_from = 0
-        return events
+        return _triples(flat)
+
+    def _take(self, n: int) -> array:
+        """Remove and return the first ``n`` slots of the buffer (caller holds the lock)."""
+        flat = self._buf[:n]
+        del self._buf[:n]
+        return flat
 
     # ------------------------------------------------------------ naming
     def key_of_module(self, obj: Any) -> int | None:
@@ -210,7 +237,10 @@ class HookRecorder:
                 self._enter_root(key)
             stack.append(key)
             if self.cuda is None:
-                self.events.append((self._clock(), FWD_ENTER, key))
+                put = self._put
+                put(self._clock())
+                put(FWD_ENTER)
+                put(key)
             else:
                 self._emit(FWD_ENTER, key)
         except Exception:  # never raise into the user's training loop
@@ -231,7 +261,10 @@ class HookRecorder:
             t_ns = self._clock()
             key = self._ids.get(id(module), -1)
             if self.cuda is None:
-                self.events.append((t_ns, FWD_EXIT, key))
+                put = self._put
+                put(t_ns)
+                put(FWD_EXIT)
+                put(key)
             else:
                 self._emit(FWD_EXIT, key, t_ns)
             stack = self._stack_keys
@@ -336,11 +369,15 @@ class _NodeHook:
             t_ns = recorder._clock()
             # Outermost module first, so that the innermost one ends up on top of the stack.
             if recorder.cuda is None:
-                append = recorder.events.append
+                put = recorder._put
                 for key in self.ends:
-                    append((t_ns, BWD_EXIT, key))
+                    put(t_ns)
+                    put(BWD_EXIT)
+                    put(key)
                 for key in reversed(self.starts):
-                    append((t_ns, BWD_ENTER, key))
+                    put(t_ns)
+                    put(BWD_ENTER)
+                    put(key)
             else:
                 for key in self.ends:
                     recorder._emit(BWD_EXIT, key, t_ns)
@@ -366,6 +403,12 @@ class _BackwardEnd:
             self.recorder._emit(BWD_EXIT, self.key)
         except Exception:
             self.recorder._fault("backward hook")
+
+
+def _triples(flat: array) -> Iterator[tuple[int, int, int]]:
+    """``(t_ns, code, key)`` triples of a flat event buffer, without a list of tuples."""
+    it = iter(flat)
+    return zip(it, it, it, strict=True)
 
 
 def _first_grad_tensor(value: Any) -> torch.Tensor | None:

@@ -16,7 +16,7 @@ every column entered, the outside-modules time included, while it is open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,7 +110,7 @@ class Timeline:
         """Optimizer steps, or outermost forward calls when no optimizer ran."""
         return self.optimizer_steps or self.root_calls
 
-    def feed(self, events: list[tuple[int, int, int]]) -> None:
+    def feed(self, events: Iterable[tuple[int, int, int]]) -> None:
         """Consume events in time order (as :class:`~.hooks.HookRecorder` records them)."""
         # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
         # for every hook event of the user's training. Segment arithmetic happens in numpy later.

@@ -98,9 +98,9 @@ def test_recorder_hands_out_gpu_times_once_per_step_and_the_rest_at_the_end():
         rec.enable_cuda(make_clock(device))
         device.launch(3_000_000)
         model(torch.randn(1, 2))
-        early = rec.drain()  # nothing has run on the fake GPU yet
+        early = list(rec.drain())  # nothing has run on the fake GPU yet
         assert early == []
-        events = rec.drain(final=True)
+        events = list(rec.drain(final=True))
     F0, F1 = hooks.FWD_ENTER, hooks.FWD_EXIT
     assert [code for _t, code, _k in events] == [F0, F0, F1, F0, F1, F1]
     times = [t for t, _c, _k in events]
@@ -113,7 +113,7 @@ def test_no_cuda_means_host_times_unchanged():
     assert rec.cuda is None
     with rec:
         torch.nn.Linear(2, 2)(torch.randn(1, 2))
-    events = rec.drain(final=True)
+    events = list(rec.drain(final=True))
     assert len(events) == 2
 
 
