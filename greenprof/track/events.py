@@ -5,6 +5,7 @@ Torch-free, so that anything reading events (the timeline, tests, tools) need no
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
 
@@ -37,3 +38,13 @@ REGION_EXIT = int(Event.REGION_EXIT)
 NO_REGION = 0
 #: Region id of the automatic ``eval`` region: outermost forwards run without gradients.
 AUTO_EVAL = 1
+
+
+def triples(flat: Iterable[int]) -> Iterator[tuple[int, int, int]]:
+    """``(t_ns, code, key)`` triples of a flat event buffer, without building a list of tuples.
+
+    ``zip`` reuses its result tuple when the consumer unpacks it, so a loop over the triples
+    allocates nothing per event.
+    """
+    it = iter(flat)
+    return zip(it, it, it, strict=True)

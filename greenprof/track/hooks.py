@@ -39,8 +39,10 @@ from greenprof.track.events import (
     OPT_EXIT,
     REGION_ENTER,
     REGION_EXIT,
+    triples,
 )
 from greenprof.track.names import KeyInfo, KeyRegistry
+from greenprof.track.tensors import first_grad_tensor as _first_grad_tensor
 
 _grad_enabled = torch.is_grad_enabled
 _Tensor = torch.Tensor
@@ -147,16 +149,10 @@ class HookRecorder:
         if t_ns is None:
             t_ns = self._clock()
         if self.cuda is None:
-            put = self._put
-            put(t_ns)
-            put(code)
-            put(key)
+            self._buf.extend((t_ns, code, key))  # the tuple is freed at once: not tracked
             return
         with self._lock:  # backward hooks on a GPU run on autograd's device threads
-            put = self._put
-            put(t_ns)
-            put(code)
-            put(key)
+            self._buf.extend((t_ns, code, key))
             self._cuda_marks.append(self.cuda.mark())
 
     def enable_cuda(self, cuda: CudaClock | None = None) -> None:
@@ -183,7 +179,7 @@ class HookRecorder:
         if self.cuda is None:
             with self._lock:
                 flat = self._take(len(self._buf))
-            return _triples(flat)
+            return triples(flat)
         if final:
             self.cuda.finish()
         with self._lock:
@@ -194,7 +190,7 @@ class HookRecorder:
             flat[3 * self._cuda_from :: 3] = array("q", resolved)
             self._cuda_marks = self._cuda_marks[len(resolved) :]
             self._cuda_from = 0
-        return _triples(flat)
+        return triples(flat)
 
     def _take(self, n: int) -> array:
         """Remove and return the first ``n`` slots of the buffer (caller holds the lock)."""
@@ -237,10 +233,7 @@ class HookRecorder:
                 self._enter_root(key)
             stack.append(key)
             if self.cuda is None:
-                put = self._put
-                put(self._clock())
-                put(FWD_ENTER)
-                put(key)
+                self._buf.extend((self._clock(), FWD_ENTER, key))
             else:
                 self._emit(FWD_ENTER, key)
         except Exception:  # never raise into the user's training loop
@@ -261,10 +254,7 @@ class HookRecorder:
             t_ns = self._clock()
             key = self._ids.get(id(module), -1)
             if self.cuda is None:
-                put = self._put
-                put(t_ns)
-                put(FWD_EXIT)
-                put(key)
+                self._buf.extend((t_ns, FWD_EXIT, key))
             else:
                 self._emit(FWD_EXIT, key, t_ns)
             stack = self._stack_keys
@@ -403,28 +393,6 @@ class _BackwardEnd:
             self.recorder._emit(BWD_EXIT, self.key)
         except Exception:
             self.recorder._fault("backward hook")
-
-
-def _triples(flat: array) -> Iterator[tuple[int, int, int]]:
-    """``(t_ns, code, key)`` triples of a flat event buffer, without a list of tuples."""
-    it = iter(flat)
-    return zip(it, it, it, strict=True)
-
-
-def _first_grad_tensor(value: Any) -> torch.Tensor | None:
-    """Return the first tensor needing a gradient in a tensor, sequence or mapping (one level)."""
-    if isinstance(value, torch.Tensor):
-        return value if value.requires_grad else None
-    if isinstance(value, (tuple, list)):
-        items: Any = value
-    elif isinstance(value, dict):  # also transformers' ModelOutput
-        items = value.values()
-    else:
-        return None
-    for item in items:
-        if isinstance(item, torch.Tensor) and item.requires_grad:
-            return item
-    return None
 
 
 def active_recorder() -> HookRecorder | None:
