@@ -1,7 +1,7 @@
 """Global module and optimizer hooks that record who runs when.
 
-Tracking only: this module turns module calls, backward passes and optimizer steps into a flat list
-of ``(t_ns, code, key)`` events. It knows nothing about joules; :mod:`greenprof.track.timeline`
+Tracking only: this module turns module calls, backward passes and optimizer steps into a flat buffer
+of ``(t_ns, code, key)`` integer events. It knows nothing about joules; :mod:`greenprof.track.timeline`
 turns the events into spans and :mod:`greenprof.attribute.fit` prices them.
 
 Backward timing is the expensive part of hooking a training loop. Full module backward hooks wrap
@@ -60,7 +60,7 @@ _active: HookRecorder | None = None
 class HookRecorder:
     """Installs global hooks and records enter/exit events.
 
-    Use :func:`greenprof.profile` rather than this class directly. ``events`` grows until the owner
+    Use :func:`greenprof.profile` rather than this class directly. The buffer grows until the owner
     drains it with :meth:`drain`; ``step_callback`` is called after every optimizer step and every
     outermost forward, where the owner may drain, so memory stays bounded.
 
@@ -68,7 +68,7 @@ class HookRecorder:
         >>> rec = HookRecorder()
         >>> with rec:  # doctest: +SKIP
         ...     model(x)
-        >>> rec.drain()[:2]  # doctest: +SKIP
+        >>> list(rec.drain())[:2]  # doctest: +SKIP
         [(1234, 0, 0), (1240, 0, 1)]
     """
 
