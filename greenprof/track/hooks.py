@@ -1,8 +1,8 @@
 """Global module and optimizer hooks that record who runs when.
 
-Tracking only: this module turns module calls, backward passes and optimizer steps into a flat buffer
-of ``(t_ns, code, key)`` integer events. It knows nothing about joules; :mod:`greenprof.track.timeline`
-turns the events into spans and :mod:`greenprof.attribute.fit` prices them.
+Tracking only: this module turns module calls, backward passes and optimizer steps into a flat
+buffer of ``(t_ns, code, key)`` integers. It knows nothing about joules; :mod:`~.timeline` turns
+the events into spans and :mod:`greenprof.attribute.fit` prices them.
 
 Backward timing is the expensive part of hooking a training loop. Full module backward hooks wrap
 every module's inputs and outputs in extra autograd nodes; here each module call costs at most one
