@@ -6,6 +6,9 @@ Imports and data preparation before the first model call are no part of the loop
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 from greenprof.schema import STARTUP_KEY
 from greenprof.track.timeline import OTHER, Timeline
 
@@ -23,9 +26,13 @@ class StartupTimeline(Timeline):
 
     _started = False
 
-    def feed(self, events: list[tuple[int, int, int]]) -> None:
-        """Consume events; the first one ends the startup."""
-        if events and not self._started:
-            self._started = True
-            self._advance(events[0][0], self._column(STARTUP_KEY, OTHER))
+    def feed(self, events: Iterable[tuple[int, int, int]]) -> None:
+        """Consume events (a list, or the iterator drain() returns); the first ends the startup."""
+        if not self._started:
+            events = iter(events)
+            first = next(events, None)
+            if first is not None:
+                self._started = True
+                self._advance(first[0], self._column(STARTUP_KEY, OTHER))
+                events = itertools.chain((first,), events)
         super().feed(events)
