@@ -111,6 +111,11 @@ def _wrapped(original: Any, watch: GenerationWatch) -> Any:
         prefill.__enter__()
         try:
             out = original(model, *args, **kwargs)
+        except BaseException as exc:
+            # The call's time and joules stay in the table, with why it made no tokens.
+            record.update(prompt_tokens=0, new_tokens=0, note=f"generate() raised: {exc}")
+            watch.calls.append(record)
+            raise
         finally:
             handle.remove()
             t1 = now_ns()
