@@ -24,8 +24,8 @@ from gpt2_lm import split_stream  # noqa: E402
 import greenprof  # noqa: E402
 
 CONTEXT = 64
-TRAIN_STEPS = 200
-BATCH = 16
+TRAIN_STEPS = 60
+BATCH = 8
 NEWLINE = ord("\n")
 PAD = 0  # the NUL byte never occurs in the library's source
 PROMPT_BYTES = 12
