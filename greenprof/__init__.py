@@ -13,18 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from greenprof.version import __version__
 
-__all__ = ["Session", "profile", "region", "optimize", "OptimizeResult", "__version__"]
+__all__ = ["Session", "profile", "region", "tokens", "optimize", "OptimizeResult", "__version__"]
 
 if TYPE_CHECKING:
     from greenprof.profiler import profile
     from greenprof.recommend.loop import OptimizeResult, optimize
     from greenprof.session import Session
+    from greenprof.track.generation import tokens
     from greenprof.track.regions import region
 
 _LAZY = {
     "Session": ("greenprof.session", "Session"),
     "profile": ("greenprof.profiler", "profile"),
     "region": ("greenprof.track.regions", "region"),
+    "tokens": ("greenprof.track.generation", "tokens"),
     "optimize": ("greenprof.recommend.loop", "optimize"),
     "OptimizeResult": ("greenprof.recommend.loop", "OptimizeResult"),
 }

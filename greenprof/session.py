@@ -178,6 +178,36 @@ class Session:
         frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
         return frame.sort_values("rank", ignore_index=True)
 
+    def generation(self) -> pd.DataFrame:
+        """Return joules per token of text generation: one row per ``generate()`` call.
+
+        Rows come from ``meta["generation"]``: first one per ``generate()`` call of a
+        transformers model run inside the profile (``source`` ``"generate"``), then one per
+        region in which ``greenprof.tokens(n)`` counted tokens. ``prompt_tokens`` is summed over
+        the batch without padding (the attention mask); ``new_tokens`` over the returned
+        sequences, each up to and including its end-of-sequence token. ``prefill_*`` covers
+        the first forward of a call (region ``prefill``), ``decode_*`` the rest (region
+        ``decode``); each region's joules are the sum of its layer rows, split between calls by
+        their time in it, with bounds (``_lo_j``/``_hi_j``). ``j_per_new_token`` is
+        ``decode_j / new_tokens``, ``j_per_prompt_token`` ``prefill_j / prompt_tokens`` (NaN
+        where nothing was counted). ``note`` says what was not counted exactly (beam search,
+        ...). Empty, with the reason in ``meta["generation_note"]``, when nothing generated.
+        """
+        from greenprof.attribute.generation import GENERATION_COLUMNS
+
+        rows = self.meta.get("generation") or []
+        frame = pd.DataFrame(
+            [{c: r.get(c) for c in GENERATION_COLUMNS} for r in rows], columns=GENERATION_COLUMNS
+        )
+        numbers = [c for c in GENERATION_COLUMNS if c.endswith(("_s", "_j", "_token"))]
+        frame[numbers] = frame[numbers].astype(float)
+        frame[["call", "prompt_tokens", "new_tokens"]] = frame[
+            ["call", "prompt_tokens", "new_tokens"]
+        ].astype("int64")
+        if not rows:
+            self.meta.setdefault("generation_note", "no text generation was recorded")
+        return frame
+
     def by_phase(self) -> pd.DataFrame:
         """Return energy and time per phase."""
         grouped = self._layers.groupby("phase", as_index=False)[["time_s", "energy_j"]].sum()

@@ -27,6 +27,7 @@ from greenprof.sensors import Sensor, detect
 from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
 from greenprof.session import Session
 from greenprof.track.capture import CallCapture
+from greenprof.track.generation import GenerationWatch
 from greenprof.track.hooks import HookRecorder
 from greenprof.track.startup import StartupTimeline
 from greenprof.track.timeline import Timeline
@@ -110,6 +111,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._recorder: HookRecorder | None = None
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
+        self._watch = GenerationWatch()
         self._started_at = ""
 
     # ------------------------------------------------------------ decorator
@@ -144,6 +146,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         )
         recorder.step_callback = self._maybe_drain
         self._recorder = recorder
+        self._watch.install()
         return self
 
     def __exit__(
@@ -155,6 +158,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         assert self._recorder is not None and self._sampler is not None
         assert self._timeline is not None
         self._recorder.remove()
+        self._watch.remove()
         _wait_for_devices()
         t_end_ns = now_ns()
         meta = dict(self.extra_meta)
@@ -280,7 +284,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
     # ------------------------------------------------------------ session
     def _build_session(self, table: TimeTable, meta: dict[str, Any]) -> Session:
         assert self._sampler is not None and self._recorder is not None
-        series = _sensor_series(self.sensors, self._sampler)
+        series = frames.sensor_series(self.sensors, self._sampler)
         # Kept for re-analysis (e.g. greenprof.attribute.fit.attribute with another method).
         self.time_table, self.sensor_series = table, series
         names = frames.column_names(table, self._recorder.keys)
@@ -327,6 +331,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             ),
         )
         meta["warnings"] += calibration_warnings(calibration_facts)
+        meta.update(frames.generation_facts(layers, self._watch))
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps
         return Session(
@@ -377,22 +382,3 @@ def _close_quietly(sensor: Sensor) -> None:
         sensor.close()
     except Exception:
         logger.debug("greenprof: closing %s failed", sensor.name, exc_info=True)
-
-
-def _sensor_series(sensors: list[Sensor], sampler: Sampler) -> list[SensorSeries]:
-    recorded = sampler.series()
-    failures = sampler.failures
-    out = []
-    for sensor in sensors:
-        t_ns, energy_j = recorded.get(sensor.name, (np.zeros(0, np.int64), np.zeros(0)))
-        out.append(
-            SensorSeries(
-                sensor.name,
-                sensor.device,
-                bool(sensor.measured),
-                np.asarray(t_ns),
-                np.asarray(energy_j),
-                failures.get(sensor.name),
-            )
-        )
-    return out

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from greenprof.attribute.fit import POWER_FIT, Attribution, SensorSeries
+from greenprof.attribute.generation import generation_rows
+from greenprof.measure.sampler import Sampler
 from greenprof.schema import (
     OUTSIDE_KEY,
     OUTSIDE_MODULE,
@@ -19,8 +21,10 @@ from greenprof.schema import (
     STARTUP_MODULE,
     TimeTable,
 )
+from greenprof.sensors import Sensor
 from greenprof.session import LAYER_COLUMNS, LAYER_EXTRA_COLUMNS, Session
 from greenprof.track.events import AUTO_EVAL
+from greenprof.track.generation import DECODE, PREFILL, GenerationWatch
 from greenprof.track.hooks import KeyInfo
 from greenprof.track.regions import region_name
 from greenprof.version import __version__
@@ -191,3 +195,36 @@ def fallback_session(
     meta = {**run_facts(), **meta, "total_energy_j": total}
     meta["warnings"] = ["attribution failed; only sensor totals were saved"]
     return Session(meta, layers)
+
+
+def sensor_series(sensors: list[Sensor], sampler: Sampler) -> list[SensorSeries]:
+    """What each sensor recorded, as attribution reads it (empty where nothing came)."""
+    recorded = sampler.series()
+    failures = sampler.failures
+    out = []
+    for sensor in sensors:
+        t_ns, energy_j = recorded.get(sensor.name, (np.zeros(0, np.int64), np.zeros(0)))
+        out.append(
+            SensorSeries(
+                sensor.name,
+                sensor.device,
+                bool(sensor.measured),
+                np.asarray(t_ns),
+                np.asarray(energy_j),
+                failures.get(sensor.name),
+            )
+        )
+    return out
+
+
+def generation_facts(layers: pd.DataFrame, watch: GenerationWatch) -> dict[str, Any]:
+    """``meta["generation"]`` rows (joules per generate call / counted region), or why none."""
+    rows = generation_rows(layers, watch.calls, watch.tokens, prefill=PREFILL, decode=DECODE)
+    if rows:
+        return {"generation": rows}
+    why = (
+        "no generate() call and no greenprof.tokens() inside the profile"
+        if watch.hooked
+        else "transformers was not imported when the profile started, and no greenprof.tokens()"
+    )
+    return {"generation": [], "generation_note": why}

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from greenprof.report.generation import generation_headline
 from greenprof.report.tables import (
     calibration_text,
     display_name,
@@ -67,6 +68,7 @@ def render_summary(
             f"... {len(rest)} more modules, {format_energy(rest['energy_j'].sum())} "
             f"({format_share(rest['share'].sum())})"
         )
+    lines += [headline] if (headline := generation_headline(session)) else []
     lines += warning_lines(session.warnings)
     return "\n".join(lines)
 

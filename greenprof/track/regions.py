@@ -26,6 +26,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _lock = threading.Lock()
 _names: list[str] = ["", "eval"]  # by id: NO_REGION, AUTO_EVAL, then the user's regions
 _ids: dict[str, int] = {}
+_open: list[str] = []  # names of the regions open under a profile, innermost last
+
+
+def innermost_region() -> str:
+    """Name of the innermost region open under the running profile ("" when none)."""
+    return _open[-1] if _open else ""
 
 
 def region_id(name: str) -> int:
@@ -75,6 +81,7 @@ class region:  # noqa: N801 - reads as a function: `with greenprof.region("eval"
         recorder = active_recorder()
         if recorder is not None:
             recorder._emit(REGION_ENTER, self._id)
+            _open.append(self.name)
         self._entered.append(recorder)
         return self
 
@@ -88,6 +95,8 @@ class region:  # noqa: N801 - reads as a function: `with greenprof.region("eval"
         # Only the recorder that saw the enter gets the exit (a profile may have ended inside).
         if recorder is not None and recorder is active_recorder():
             recorder._emit(REGION_EXIT, self._id)
+        if recorder is not None and self.name in _open:
+            del _open[len(_open) - 1 - _open[::-1].index(self.name)]
 
     def __call__(self, func: F) -> F:
         """Use as a decorator: every call of ``func`` runs inside this region."""
@@ -100,4 +109,4 @@ class region:  # noqa: N801 - reads as a function: `with greenprof.region("eval"
         return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["AUTO_EVAL", "NO_REGION", "region", "region_id", "region_name"]
+__all__ = ["AUTO_EVAL", "NO_REGION", "innermost_region", "region", "region_id", "region_name"]
