@@ -277,6 +277,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         return union_of_gaps([update_gaps(t_ns, energy_j)[:2] for t_ns, energy_j in series])
 
     def _maybe_drain(self) -> None:
+        capture = self._capture
+        if capture is not None and capture.calls:
+            # A step after the first root call finished: stop looking at every module call.
+            capture.disarm()
         recorder, timeline = self._recorder, self._timeline
         if recorder is not None and timeline is not None and recorder.pending > DRAIN_EVENTS:
             timeline.feed(recorder.drain())

@@ -107,13 +107,14 @@ def layers_frame(
         {**summed, "method": "first"}
     )
     time_s = frame["time_s"].to_numpy()
-    for column, energy in (("power_w", "energy_j"), ("power_lo_w", "energy_lo_j")):
+    for column, energy in (
+        ("power_w", "energy_j"),
+        ("power_lo_w", "energy_lo_j"),
+        ("power_hi_w", "energy_hi_j"),
+    ):
         frame[column] = np.divide(
             frame[energy].to_numpy(), time_s, out=np.zeros(len(frame)), where=time_s > 0
         )
-    frame["power_hi_w"] = np.divide(
-        frame["energy_hi_j"].to_numpy(), time_s, out=np.zeros(len(frame)), where=time_s > 0
-    )
     frame = frame.sort_values(["energy_j", "time_s"], ascending=False, kind="stable")
     return frame[[*LAYER_COLUMNS, *LAYER_EXTRA_COLUMNS]].reset_index(drop=True)
 

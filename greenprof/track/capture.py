@@ -65,7 +65,7 @@ class CallCapture:
         >>> capture = CallCapture(lambda m: True)
         >>> capture.install()
         >>> _ = torch.nn.Linear(2, 2)(torch.ones(1, 2))
-        >>> capture.remove()
+        >>> capture.disarm()
         >>> len(capture.calls)
         1
     """
@@ -85,10 +85,6 @@ class CallCapture:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-
-    def remove(self) -> None:
-        """Stop looking and keep what was captured (use :meth:`release` to drop it)."""
-        self.disarm()
 
     def release(self) -> None:
         """Drop every reference to the user's models and inputs."""

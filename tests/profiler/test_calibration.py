@@ -210,3 +210,15 @@ def test_greenprof_run_calibrates_a_model_built_inside_a_function(tmp_path):
     assert off.returncode == 0, off.stderr
     meta = json.loads((tmp_path / "off" / "session.json").read_text())
     assert not meta["calibration"]["calibrated"]
+
+
+def test_the_capture_hook_leaves_the_hot_path_after_the_first_steps():
+    from torch.nn.modules import module as nn_module
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    with greenprof.profile(sensors=[_constant_sensor()], calibrate_s=0.2):
+        before = len(nn_module._global_forward_hooks)
+        for _ in range(3):
+            model(torch.randn(2, 4))
+        after = len(nn_module._global_forward_hooks)
+    assert after == before - 1  # the capture's hook is gone; the recorder's stays

@@ -24,7 +24,7 @@ def test_keeps_the_first_call_of_each_root_with_keyword_inputs_until_disarmed():
         capture.disarm()
         net(torch.zeros(5, 2))
     finally:
-        capture.remove()
+        capture.disarm()
     (call,) = capture.calls.values()
     assert call.module is net and call.args[0] is first
     assert call.kwargs == {"scale": 3.0}
