@@ -4,12 +4,7 @@ Tracking only: this module turns module calls, backward passes and optimizer ste
 buffer of ``(t_ns, code, key)`` integers. It knows nothing about joules; :mod:`~.timeline` turns
 the events into spans and :mod:`greenprof.attribute.fit` prices them.
 
-Backward timing is the expensive part of hooking a training loop. Full module backward hooks wrap
-every module's inputs and outputs in extra autograd nodes; here each module call costs at most one
-pre-hook on its output's ``grad_fn`` (backward starts when the output's gradient is ready) and one
-hook on its first grad-requiring input (backward ends when the input's gradient is ready). Modules
-that share an output node share one pre-hook. A callback queued on the autograd engine marks the end
-of each backward pass, closing modules whose inputs needed no gradient.
+Backward timing, the expensive part of hooking a training loop, is in :mod:`~.backward`.
 """
 
 from __future__ import annotations
@@ -27,11 +22,10 @@ from torch.optim import optimizer as optim_module
 from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ProfilerError
+from greenprof.track.backward import hook_backward
 from greenprof.track.cuda_clock import CudaClock
 from greenprof.track.events import (
     AUTO_EVAL,
-    BWD_ENTER,
-    BWD_EXIT,
     BWD_PASS_END,
     FWD_ENTER,
     FWD_EXIT,
@@ -48,10 +42,6 @@ _grad_enabled = torch.is_grad_enabled
 _Tensor = torch.Tensor
 
 logger = logging.getLogger(__name__)
-
-
-#: Key of the grad_fn metadata entry holding greenprof's one pre-hook on that node.
-_METADATA_KEY = "greenprof.hook"
 
 _active_lock = threading.Lock()
 _active: HookRecorder | None = None
@@ -264,7 +254,7 @@ class HookRecorder:
                 out = output if type(output) is _Tensor else _first_grad_tensor(output)
                 node = None if out is None else out.grad_fn
                 if node is not None:
-                    self._hook_backward(key, args, out, node)
+                    hook_backward(self, key, args, out, node)
             if not stack:
                 if self._auto_eval:
                     self._auto_eval = False
@@ -272,33 +262,6 @@ class HookRecorder:
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
-
-    def _hook_backward(self, key: int, args: Any, out: torch.Tensor, node: Any) -> None:
-        """Time the backward of a module whose output ``out`` was made by autograd node ``node``."""
-        self._node_hook(node).starts += (key,)
-        inp = args[0] if args else None
-        if type(inp) is not _Tensor or not inp.requires_grad:
-            inp = _first_grad_tensor(args)
-        source = None if inp is None or inp is out else inp.grad_fn
-        if source is None:
-            # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
-            # or it was modified in place): backward ends with the output's node, exact for
-            # single-operation modules such as Embedding. Never hook a leaf: it outlives the
-            # step, and its hooks would pile up.
-            node.register_hook(_BackwardEnd(self, key))
-            return
-        # Backward ends when the node that made the input is about to run: in a chain that is
-        # the node where the previous module's backward starts, so one hook serves both.
-        self._node_hook(source).ends += (key,)
-
-    def _node_hook(self, node: Any) -> _NodeHook:
-        """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
-        metadata = node.metadata
-        hook = metadata.get(_METADATA_KEY)
-        if hook is None:
-            hook = metadata[_METADATA_KEY] = _NodeHook(self)
-            node.register_prehook(hook)
-        return hook
 
     def _queue_pass_end(self) -> None:
         """Have the autograd engine call us back when the running backward pass ends."""
@@ -337,62 +300,6 @@ class HookRecorder:
     def _fault(self, where: str) -> None:
         self.inconsistencies += 1
         logger.debug("greenprof: error in %s (ignored)", where, exc_info=True)
-
-
-class _NodeHook:
-    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start.
-
-    The keys are tuples, empty until a module is added: most nodes end one module and start
-    another, and an empty tuple costs no allocation.
-    """
-
-    __slots__ = ("recorder", "starts", "ends")
-
-    def __init__(self, recorder: HookRecorder) -> None:
-        self.recorder = recorder
-        self.starts: tuple[int, ...] = ()
-        self.ends: tuple[int, ...] = ()
-
-    def __call__(self, grad_outputs: Any) -> None:
-        recorder = self.recorder
-        try:
-            t_ns = recorder._clock()
-            # Outermost module first, so that the innermost one ends up on top of the stack.
-            if recorder.cuda is None:
-                put = recorder._put
-                for key in self.ends:
-                    put(t_ns)
-                    put(BWD_EXIT)
-                    put(key)
-                for key in reversed(self.starts):
-                    put(t_ns)
-                    put(BWD_ENTER)
-                    put(key)
-            else:
-                for key in self.ends:
-                    recorder._emit(BWD_EXIT, key, t_ns)
-                for key in reversed(self.starts):
-                    recorder._emit(BWD_ENTER, key, t_ns)
-            if self.starts and not recorder._in_backward:
-                recorder._queue_pass_end()
-        except Exception:
-            recorder._fault("backward hook")
-
-
-class _BackwardEnd:
-    """Post-hook on an autograd node where one module's backward ends (its output's node ran)."""
-
-    __slots__ = ("recorder", "key")
-
-    def __init__(self, recorder: HookRecorder, key: int) -> None:
-        self.recorder = recorder
-        self.key = key
-
-    def __call__(self, grad_inputs: Any, grad_outputs: Any) -> None:
-        try:
-            self.recorder._emit(BWD_EXIT, self.key)
-        except Exception:
-            self.recorder._fault("backward hook")
 
 
 def active_recorder() -> HookRecorder | None:

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from greenprof.errors import ProfilerError
-from greenprof.track import hooks
-from greenprof.track.hooks import HookRecorder
+from greenprof.track import events
+from greenprof.track.hooks import HookRecorder, active_recorder
 
 
 class Block(nn.Module):
@@ -37,8 +37,8 @@ def test_forward_events_nest_and_name_modules_by_qualified_name():
     model = nn.Sequential(nn.Linear(8, 8), Block())
     with HookRecorder() as rec:
         model(torch.randn(2, 8))
-    assert names_of(rec, hooks.FWD_ENTER) == ["", "0", "1", "1.lin", "1.act"]
-    assert names_of(rec, hooks.FWD_EXIT) == ["0", "1.lin", "1.act", "1", ""]
+    assert names_of(rec, events.FWD_ENTER) == ["", "0", "1", "1.lin", "1.act"]
+    assert names_of(rec, events.FWD_EXIT) == ["0", "1.lin", "1.act", "1", ""]
     times = [t for t, _c, _k in rec.events]
     assert times == sorted(times)
 
@@ -47,11 +47,11 @@ def test_backward_events_come_innermost_last_and_all_modules_end():
     model = nn.Sequential(nn.Linear(8, 8), Block())
     with HookRecorder() as rec:
         model(torch.randn(2, 8)).sum().backward()
-    enters = names_of(rec, hooks.BWD_ENTER)
+    enters = names_of(rec, events.BWD_ENTER)
     # The root and block start before their last child does, so the child sits on top.
     assert enters.index("") < enters.index("1") < enters.index("1.act")
     assert set(enters) == {"", "0", "1", "1.lin", "1.act"}
-    assert [c for _t, c, _k in rec.events].count(hooks.BWD_PASS_END) == 1
+    assert [c for _t, c, _k in rec.events].count(events.BWD_PASS_END) == 1
 
 
 def test_no_grad_and_inference_mode_record_forward_only():
@@ -63,10 +63,11 @@ def test_no_grad_and_inference_mode_record_forward_only():
             model(torch.randn(2, 8))
     codes = {c for _t, c, _k in rec.events}
     # Each outermost grad-free forward is wrapped in the automatic eval region, nothing else.
-    assert codes == {hooks.FWD_ENTER, hooks.FWD_EXIT, hooks.REGION_ENTER, hooks.REGION_EXIT}
-    regions = [(c, k) for _t, c, k in rec.events if c >= hooks.REGION_ENTER]
+    assert codes == {events.FWD_ENTER, events.FWD_EXIT, events.REGION_ENTER, events.REGION_EXIT}
+    regions = [(c, k) for _t, c, k in rec.events if c >= events.REGION_ENTER]
     assert (
-        regions == [(hooks.REGION_ENTER, hooks.AUTO_EVAL), (hooks.REGION_EXIT, hooks.AUTO_EVAL)] * 2
+        regions
+        == [(events.REGION_ENTER, events.AUTO_EVAL), (events.REGION_EXIT, events.AUTO_EVAL)] * 2
     )
     assert len(rec.events) == 12 + 4
 
@@ -76,8 +77,8 @@ def test_tuple_and_dict_outputs_get_backward_events():
     with HookRecorder() as rec:
         y, extra = model(torch.randn(2, 8, requires_grad=True))
         (y.sum() + extra["extra"].sum()).backward()
-    assert {"", "lin"} <= set(names_of(rec, hooks.BWD_ENTER))
-    assert {"", "lin"} <= set(names_of(rec, hooks.BWD_EXIT))
+    assert {"", "lin"} <= set(names_of(rec, events.BWD_ENTER))
+    assert {"", "lin"} <= set(names_of(rec, events.BWD_EXIT))
 
 
 def test_transformers_model_output_is_handled():
@@ -95,7 +96,7 @@ def test_transformers_model_output_is_handled():
     with HookRecorder() as rec:
         out = model(input_ids=ids, labels=torch.tensor([0, 1]))
         out.loss.backward()
-    enters = set(names_of(rec, hooks.BWD_ENTER))
+    enters = set(names_of(rec, events.BWD_ENTER))
     assert "bert.encoder.layer.0.attention.self.query" in enters
     assert "classifier" in enters
     assert rec.inconsistencies == 0
@@ -106,7 +107,7 @@ def test_shared_module_called_twice_is_one_key_two_calls():
     model = nn.Sequential(shared, nn.ReLU(), shared)
     with HookRecorder() as rec:
         model(torch.randn(1, 4))
-    assert names_of(rec, hooks.FWD_ENTER) == ["", "0", "1", "0"]
+    assert names_of(rec, events.FWD_ENTER) == ["", "0", "1", "0"]
 
 
 def test_models_created_inside_the_block_and_several_roots():
@@ -134,8 +135,8 @@ def test_optimizer_steps_are_recorded():
     with HookRecorder() as rec:
         model(torch.randn(3, 4)).sum().backward()
         opt.step()
-    assert names_of(rec, hooks.OPT_ENTER) == ["optimizer:SGD"]
-    assert names_of(rec, hooks.OPT_EXIT) == ["optimizer:SGD"]
+    assert names_of(rec, events.OPT_ENTER) == ["optimizer:SGD"]
+    assert names_of(rec, events.OPT_EXIT) == ["optimizer:SGD"]
 
 
 def test_hooks_are_removed_even_when_the_body_raises():
@@ -144,7 +145,7 @@ def test_hooks_are_removed_even_when_the_body_raises():
         with HookRecorder():
             model(torch.randn(1, 2))
             raise ZeroDivisionError
-    assert hooks.active_recorder() is None
+    assert active_recorder() is None
 
 
 def test_forward_that_raises_reaches_the_user_unchanged():
@@ -158,7 +159,7 @@ def test_forward_that_raises_reaches_the_user_unchanged():
             model(torch.randn(1, 2))
         model[0](torch.randn(1, 2))
     # always_call: the exits of the failing modules are still recorded, so depth is back to 0.
-    assert names_of(rec, hooks.FWD_EXIT)[:3] == ["0", "1", ""]
+    assert names_of(rec, events.FWD_EXIT)[:3] == ["0", "1", ""]
 
 
 def test_nested_recorders_are_refused():
@@ -206,7 +207,7 @@ def test_a_model_rebuilt_every_step_reuses_its_keys():
             del loss
             gc.collect()
     assert len(rec.keys) == 1
-    assert names_of(rec, hooks.FWD_ENTER) == [""] * 5
+    assert names_of(rec, events.FWD_ENTER) == [""] * 5
 
 
 def test_two_live_models_of_one_class_keep_separate_keys():
@@ -239,7 +240,7 @@ def test_no_hook_is_left_on_a_leaf_input_between_steps():
         for _ in range(3):
             model(x).sum().backward()
     assert not x._backward_hooks
-    assert set(names_of(rec, hooks.BWD_EXIT)) == {"", "0", "1"}
+    assert set(names_of(rec, events.BWD_EXIT)) == {"", "0", "1"}
 
 
 def test_backward_ends_at_the_first_input_that_needs_a_gradient_not_the_first_argument():
@@ -253,11 +254,11 @@ def test_backward_ends_at_the_first_input_that_needs_a_gradient_not_the_first_ar
     times = {
         (rec.keys[k].type_name, c): t
         for t, c, k in rec.events
-        if c in (hooks.BWD_ENTER, hooks.BWD_EXIT)
+        if c in (events.BWD_ENTER, events.BWD_EXIT)
     }
     # One node hook serves both: Masked's backward ends where Linear's starts.
-    assert times[("Masked", hooks.BWD_EXIT)] == times[("Linear", hooks.BWD_ENTER)]
-    assert times[("Masked", hooks.BWD_ENTER)] < times[("Masked", hooks.BWD_EXIT)]
+    assert times[("Masked", events.BWD_EXIT)] == times[("Linear", events.BWD_ENTER)]
+    assert times[("Masked", events.BWD_ENTER)] < times[("Masked", events.BWD_EXIT)]
 
 
 def _net_tracked_allocations(model: torch.nn.Module, x: torch.Tensor, calls: int) -> int:

@@ -1,0 +1,120 @@
+"""Backward timing: the autograd-node hooks that tell when each module's backward runs.
+
+Full module backward hooks wrap every module's inputs and outputs in extra autograd nodes; here
+each module call costs at most one pre-hook on its output's ``grad_fn`` (backward starts when the
+output's gradient is ready) and one hook on its first grad-requiring input (backward ends when the
+input's gradient is ready). Modules that share an output node share one pre-hook. A callback queued
+on the autograd engine marks the end of each backward pass (see
+:meth:`~.hooks.HookRecorder._queue_pass_end`), closing modules whose inputs needed no gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from greenprof.track.events import BWD_ENTER, BWD_EXIT
+from greenprof.track.tensors import first_grad_tensor
+
+_Tensor = torch.Tensor
+
+#: Key of the grad_fn metadata entry holding greenprof's one pre-hook on that node.
+METADATA_KEY = "greenprof.hook"
+
+
+# ``recorder`` is a :class:`~.hooks.HookRecorder`; typed ``Any`` so that this module, which the
+# recorder imports, does not import it back.
+def hook_backward(recorder: Any, key: int, args: Any, out: torch.Tensor, node: Any) -> None:
+    """Time the backward of module ``key`` whose output ``out`` was made by autograd node ``node``.
+
+    Args:
+        recorder: the recorder the events go to.
+        key: the module's key.
+        args: the module's positional inputs.
+        out: the output tensor autograd reaches first.
+        node: ``out.grad_fn``.
+    """
+    node_hook(recorder, node).starts += (key,)
+    inp = args[0] if args else None
+    if type(inp) is not _Tensor or not inp.requires_grad:
+        inp = first_grad_tensor(args)
+    source = None if inp is None or inp is out else inp.grad_fn
+    if source is None:
+        # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
+        # or it was modified in place): backward ends with the output's node, exact for
+        # single-operation modules such as Embedding. Never hook a leaf: it outlives the
+        # step, and its hooks would pile up.
+        node.register_hook(BackwardEnd(recorder, key))
+        return
+    # Backward ends when the node that made the input is about to run: in a chain that is
+    # the node where the previous module's backward starts, so one hook serves both.
+    node_hook(recorder, source).ends += (key,)
+
+
+def node_hook(recorder: Any, node: Any) -> NodeHook:
+    """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
+    metadata = node.metadata
+    hook = metadata.get(METADATA_KEY)
+    if hook is None:
+        hook = metadata[METADATA_KEY] = NodeHook(recorder)
+        node.register_prehook(hook)
+    return hook
+
+
+class NodeHook:
+    """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start.
+
+    The keys are tuples, empty until a module is added: most nodes end one module and start
+    another, and an empty tuple costs no allocation.
+    """
+
+    __slots__ = ("recorder", "starts", "ends")
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.starts: tuple[int, ...] = ()
+        self.ends: tuple[int, ...] = ()
+
+    def __call__(self, grad_outputs: Any) -> None:
+        """Record the ends and starts this node stands for (autograd calls it before the node)."""
+        recorder = self.recorder
+        try:
+            t_ns = recorder._clock()
+            # Outermost module first, so that the innermost one ends up on top of the stack.
+            if recorder.cuda is None:
+                put = recorder._put
+                for key in self.ends:
+                    put(t_ns)
+                    put(BWD_EXIT)
+                    put(key)
+                for key in reversed(self.starts):
+                    put(t_ns)
+                    put(BWD_ENTER)
+                    put(key)
+            else:
+                for key in self.ends:
+                    recorder._emit(BWD_EXIT, key, t_ns)
+                for key in reversed(self.starts):
+                    recorder._emit(BWD_ENTER, key, t_ns)
+            if self.starts and not recorder._in_backward:
+                recorder._queue_pass_end()
+        except Exception:
+            recorder._fault("backward hook")
+
+
+class BackwardEnd:
+    """Post-hook on an autograd node where one module's backward ends (its output's node ran)."""
+
+    __slots__ = ("recorder", "key")
+
+    def __init__(self, recorder: Any, key: int) -> None:
+        self.recorder = recorder
+        self.key = key
+
+    def __call__(self, grad_inputs: Any, grad_outputs: Any) -> None:
+        """Record the module's backward end (autograd calls it after the node ran)."""
+        try:
+            self.recorder._emit(BWD_EXIT, self.key)
+        except Exception:
+            self.recorder._fault("backward hook")
