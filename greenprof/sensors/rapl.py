@@ -2,7 +2,9 @@
 
 The kernel's ``intel_rapl`` drivers publish one zone per CPU package under
 ``/sys/class/powercap/intel-rapl:N`` (also on AMD Zen CPUs, whose RAPL the same driver reads
-since Linux 5.8), with sub-zones ``intel-rapl:N:M`` named ``core``, ``uncore`` or ``dram``. Only
+since Linux 5.8), with sub-zones ``intel-rapl:N:M`` named ``core``, ``uncore`` or ``dram``; they
+are links into ``/sys/devices/virtual/powercap/intel-rapl``, where each sub-zone sits inside its
+package. Either directory works as the root. Only
 two kinds of zone are read, so that no joule is counted twice:
 
 * ``package-N``: the whole package; ``core`` and ``uncore`` are parts of it and are never added.
@@ -32,6 +34,9 @@ DEFAULT_ROOT = "/sys/class/powercap"
 
 _PACKAGE_ZONE = re.compile(r"^intel-rapl:(\d+)$")
 _SUB_ZONE = re.compile(r"^intel-rapl:(\d+):(\d+)$")
+_ZONE = re.compile(r"^intel-rapl(:\d+)+$")
+#: The control type's own directory (not a zone); ``intel-rapl-mmio`` is deliberately not it.
+_CONTROL_TYPE = "intel-rapl"
 _CONSTRAINT_POWER = re.compile(r"^constraint_\d+_(max_power|power_limit)_uw$")
 
 #: Used when a zone states no power limit: above any single CPU package or memory system sold.
@@ -73,7 +78,7 @@ def _find_zones(root: Path) -> list[tuple[Path, str, str]]:
         )
     packages: dict[int, tuple[Path, str]] = {}
     subzones: list[tuple[int, int, Path]] = []
-    for entry in root.iterdir():
+    for entry in _zone_dirs(root):
         if match := _PACKAGE_ZONE.match(entry.name):
             name = _read_zone_name(entry)
             if name.startswith("package"):
@@ -91,6 +96,35 @@ def _find_zones(root: Path) -> list[tuple[Path, str, str]]:
     return zones
 
 
+def _zone_dirs(root: Path) -> list[Path]:
+    """Return every ``intel-rapl`` zone directory under ``root``, each zone once.
+
+    ``/sys/class/powercap`` lists packages and sub-zones side by side (symlinks into
+    ``/sys/devices/virtual/powercap/intel-rapl``), next to a link to the control type itself;
+    under the control type, sub-zones sit only inside their package. Walking into the control
+    type and into packages finds both layouts; the kernel names zones uniquely
+    (``intel-rapl:N:M``), so a zone reached twice (as a sibling link and inside its package) is
+    kept once. Only ``intel-rapl``-named entries are entered, which keeps the walk off the
+    ``device`` and ``subsystem`` links that loop back into sysfs.
+    """
+    seen: dict[str, Path] = {}
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as exc:
+            logger.debug("cannot list %s: %s", directory, exc)
+            continue
+        for entry in entries:
+            if entry.name == _CONTROL_TYPE and entry.is_dir():
+                pending.append(entry)
+            elif _ZONE.match(entry.name) and entry.is_dir() and entry.name not in seen:
+                seen[entry.name] = entry
+                pending.append(entry)
+    return list(seen.values())
+
+
 def _read_zone_name(zone: Path) -> str:
     try:
         return (zone / "name").read_text().strip()
@@ -106,8 +140,14 @@ def _read_int(path: Path) -> int:
 def _unreadable(path: Path, exc: OSError) -> SensorUnavailable:
     """Convert an OS error on a powercap file into greenprof's error, with the fix."""
     if isinstance(exc, PermissionError):
-        # Zones sit side by side under the powercap root, sub-zones included.
-        counters = path.parent.parent / "intel-rapl:*" / "energy_uj"
+        # The parent of the outermost zone is the powercap root (flat) or the control type
+        # (nested); the two globs cover packages and the sub-zones nested inside them.
+        top = path.parent
+        while _ZONE.match(top.parent.name):
+            top = top.parent
+        counters = (
+            f"{top.parent}/intel-rapl:*/energy_uj {top.parent}/intel-rapl:*/intel-rapl:*/energy_uj"
+        )
         return SensorUnavailable(
             "rapl",
             f"{path} is readable only by root (Linux 5.10 and later restrict RAPL counters).",

@@ -37,6 +37,74 @@ def test_discovers_packages_and_dram_but_not_their_overlaps(powercap, clock):
     ]
 
 
+def nested_tree(powercap):
+    """The control type's own layout: sub-zones only inside their package."""
+    powercap.zone("intel-rapl", "unused")  # the control type directory (its name file is unread)
+    powercap.zone("intel-rapl/intel-rapl:0", "package-0")
+    powercap.zone("intel-rapl/intel-rapl:0/intel-rapl:0:0", "core")
+    powercap.zone("intel-rapl/intel-rapl:0/intel-rapl:0:1", "dram")
+    powercap.zone("intel-rapl/intel-rapl:1", "package-1")
+    powercap.zone("intel-rapl/intel-rapl:1/intel-rapl:1:0", "dram")
+    return powercap.root / "intel-rapl"
+
+
+NESTED_SENSORS = [
+    ("rapl:package-0", "cpu"),
+    ("rapl:package-1", "cpu"),
+    ("rapl:package-0:dram", "cpu:dram"),
+    ("rapl:package-1:dram", "cpu:dram"),
+]
+
+
+def test_nested_layout_keeps_the_dram_zones(powercap, clock):
+    control_type = nested_tree(powercap)
+
+    sensors = rapl.discover(control_type, clock=clock)
+
+    assert [(s.name, s.device) for s in sensors] == NESTED_SENSORS
+    assert sensors[2].zone == control_type / "intel-rapl:0" / "intel-rapl:0:1"
+
+
+def test_nested_layout_found_from_the_powercap_directory_above_it(powercap, clock):
+    nested_tree(powercap)
+
+    assert [(s.name, s.device) for s in rapl.discover(powercap.root, clock=clock)] == (
+        NESTED_SENSORS
+    )
+
+
+def test_class_layout_of_links_counts_each_zone_once(powercap, clock, tmp_path):
+    """/sys/class/powercap: links to the control type, the packages and the sub-zones."""
+    control_type = nested_tree(powercap)
+    class_root = tmp_path / "class"
+    class_root.mkdir()
+    (class_root / "intel-rapl").symlink_to(control_type)
+    for zone in ("intel-rapl:0", "intel-rapl:1"):
+        (class_root / zone).symlink_to(control_type / zone)
+    for package, zone in (
+        ("0", "intel-rapl:0:0"),
+        ("0", "intel-rapl:0:1"),
+        ("1", "intel-rapl:1:0"),
+    ):
+        (class_root / zone).symlink_to(control_type / f"intel-rapl:{package}" / zone)
+
+    sensors = rapl.discover(class_root, clock=clock)
+
+    assert [(s.name, s.device) for s in sensors] == NESTED_SENSORS
+    powercap.set(control_type / "intel-rapl:1" / "intel-rapl:1:0", 2_000_000)
+    assert sensors[3].energy_j() == pytest.approx(2.0)
+
+
+def test_permission_fix_in_the_nested_layout_covers_the_sub_zones(powercap):
+    control_type = nested_tree(powercap)
+    dram = control_type / "intel-rapl:0" / "intel-rapl:0:1" / "energy_uj"
+
+    error = rapl._unreadable(dram, PermissionError(errno.EACCES, "denied", str(dram)))
+
+    assert f"{control_type}/intel-rapl:*/intel-rapl:*/energy_uj" in error.fix
+    assert f"{control_type}/intel-rapl:*/energy_uj" in error.fix
+
+
 def test_package_without_dram_gives_one_sensor(powercap, clock):
     powercap.zone("intel-rapl:0", "package-0")
     powercap.zone("intel-rapl:0:0", "core")
