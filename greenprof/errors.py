@@ -42,3 +42,18 @@ class SessionFormatError(GreenprofError):
 
 class ProfilerError(GreenprofError, RuntimeError):
     """The profiler was used in a way it cannot honour (e.g. nested profiles)."""
+
+
+class Terminated(SystemExit):
+    """The process got a termination signal (SIGTERM: a scheduler's preemption, a launcher).
+
+    Raised in the main thread while a profiled script runs, it stops the script as the signal
+    would, with the shell's status (128 + the signal's number), and lets the profile end and save.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by signal {self.signum}"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from greenprof.errors import SessionFormatError
+from greenprof.errors import SessionFormatError, Terminated
 from greenprof.session import META_FILE, Session
 
 #: Folder of one rank's part inside a run directory.
@@ -275,21 +275,22 @@ def rank_folder(folder: Path | None, ranks: RankInfo | None) -> Path | None:
 
 
 @contextmanager
-def terminate_as_exit(active: bool, running: Callable[[], bool]) -> Iterator[None]:
-    """While active, SIGTERM stops the script (``SystemExit(143)``) but never the saving.
+def terminate_as_exit(running: Callable[[], bool]) -> Iterator[None]:
+    """While active, SIGTERM stops the script (:class:`Terminated`, 143) but never the saving.
 
-    A launcher stops the other ranks with SIGTERM when one fails; a rank then still saves its
-    part. A SIGTERM that comes after the script ended is ignored until the part is saved.
+    A scheduler preempts a job with SIGTERM, and a launcher stops the other ranks with it when
+    one fails; the run (or the rank's part) is then still saved. A SIGTERM that comes after the
+    script ended is ignored until the saving is done.
     """
     import threading
 
-    if not active or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set signal handlers
         return
 
     def stop(signum: int, frame: object) -> None:
         if running():
-            raise SystemExit(128 + signum)
+            raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

@@ -2,8 +2,10 @@
 
 The script runs as ``__main__`` through :mod:`runpy` with ``sys.argv`` and ``sys.path[0]`` set as
 Python sets them, both restored afterwards. Its exit status becomes greenprof's, and the run
-directory is written whatever way the script ended: normally, ``sys.exit(n)``, an exception or
-Ctrl-C.
+directory is written whatever way the script ended: normally, ``sys.exit(n)``, an exception,
+Ctrl-C (status 130) or SIGTERM (status 143, as from a scheduler's preemption). A second Ctrl-C
+while greenprof attributes the energy still saves the run, with the sensors' totals and samples
+but no per-layer split (which cannot be redone later: the time table is not saved).
 
 Example:
     >>> target = Target.script("train.py", ["--epochs", "1"])
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from greenprof import launch
-from greenprof.errors import ConfigError, GreenprofError
+from greenprof.errors import ConfigError, GreenprofError, Terminated
 from greenprof.session import Session
 from greenprof.target import Target, check, command_of, execute, print_exception
 
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Exit status of a script stopped by Ctrl-C, as shells report it (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: Exit status of a script stopped by SIGTERM (a scheduler's preemption, a launcher), 128 + 15.
+EXIT_TERMINATED = 143
 
 #: Where run directories go unless ``--out`` says otherwise.
 REPORTS_DIR = Path("reports")
@@ -71,7 +76,8 @@ class RunResult:
     """How a profiled run ended and where its files are.
 
     Attributes:
-        exit_status: the script's exit status (130 after Ctrl-C, 1 after an exception).
+        exit_status: the script's exit status (130 after Ctrl-C, 143 after SIGTERM, 1 after an
+            exception).
         run_dir: the directory holding the session files.
         report: the HTML report, or ``None`` when none was written.
         session: the profile.
@@ -118,7 +124,7 @@ def run(target: Target, options: RunOptions) -> RunResult:
         tensorboard=launch.rank_folder(options.tensorboard, ranks),
     )
     outcome = _Outcome()
-    with launch.terminate_as_exit(ranks is not None, lambda: outcome.running):
+    with launch.terminate_as_exit(lambda: outcome.running):
         return _profile_and_save(prof, outcome, target, run_dir, ranks, options)
 
 
@@ -133,6 +139,16 @@ def _profile_and_save(
     try:
         with prof:
             outcome.run(target)
+    except KeyboardInterrupt as exc:
+        if exc is outcome.error:
+            print_exception(exc)
+        elif prof.session is None:
+            raise
+        else:  # Ctrl-C while greenprof finished: save the session it kept (sensor totals)
+            outcome.error = exc
+            _say("interrupted while attributing; saving the sensors' totals, no per-layer split")
+    except Terminated as exc:
+        _say(f"{exc}; saving what was measured")
     except BaseException as exc:
         if exc is not outcome.error:  # greenprof's own failure, not the script's
             _remove_if_empty(run_dir)  # e.g. a refused sensor: no empty run directory behind
@@ -143,7 +159,7 @@ def _profile_and_save(
         raise GreenprofError("the profiler produced no session; see the messages above")
     session = prof.session
     session.meta["exit_status"] = exit_status
-    session.meta["interrupted"] = exit_status == EXIT_INTERRUPTED
+    session.meta["interrupted"] = exit_status in (EXIT_INTERRUPTED, EXIT_TERMINATED)
     if ranks is not None:
         result = RunResult(exit_status, run_dir, None, session)
 
@@ -154,6 +170,10 @@ def _profile_and_save(
         launch.save_part_and_merge(session, run_dir, ranks, then=report)
         return result
     return _save(session, run_dir, options)
+
+
+def _say(message: str) -> None:
+    print(f"greenprof: {message}", file=sys.stderr, flush=True)
 
 
 def _shared_run_dir(target: Target, out: Path | None, ranks: launch.RankInfo | None) -> Path:
@@ -191,6 +211,8 @@ class _Outcome:
     def exit_status(self) -> int:
         if self.error is None:
             return self.status
+        if isinstance(self.error, Terminated):
+            return int(self.error.code)
         return EXIT_INTERRUPTED if isinstance(self.error, KeyboardInterrupt) else 1
 
 

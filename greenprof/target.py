@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenprof.errors import ConfigError
+from greenprof.errors import ConfigError, Terminated
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -103,6 +103,8 @@ def execute(target: Target) -> int:
                 runpy.run_module(target.name, run_name="__main__", alter_sys=True)
             else:
                 runpy.run_path(target.name, run_name="__main__")
+    except Terminated:
+        raise  # the signal's, not the script's: on through the profiler, which stops early
     except SystemExit as exc:
         return _exit_status(exc)
     return 0

@@ -134,3 +134,48 @@ def test_an_unusable_out_fails_before_the_script_runs(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot create the run directory"):
         runner.run(runner.Target.script(str(script)), options(tmp_path, out=tmp_path / "taken"))
     assert not marker.exists()
+
+
+def test_second_ctrl_c_during_attribution_still_saves_the_sensor_totals(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from greenprof.profiler import core
+
+    def ctrl_c(self, table, meta):
+        raise KeyboardInterrupt  # the second Ctrl-C, while the energy is split between layers
+
+    monkeypatch.setattr(core.profile, "_build_session", ctrl_c)
+    script = write(
+        tmp_path / "stop.py",
+        "import torch\n"
+        "model = torch.nn.Linear(64, 64)\n"
+        "for _ in range(300):\n"
+        "    model(torch.randn(64, 64))\n"
+        "raise KeyboardInterrupt  # the first Ctrl-C\n",
+    )
+    result = runner.run(runner.Target.script(str(script)), options(tmp_path, report=True))
+
+    assert result.exit_status == 130
+    saved = Session.load(result.run_dir)
+    assert saved.meta["interrupted"] is True and saved.meta["exit_status"] == 130
+    assert any("attribution was interrupted" in w for w in saved.warnings)
+    (sensor,) = saved.meta["sensors"]
+    assert sensor["name"] == "cpu-estimate" and sensor["measured"] is False
+    assert saved.total_energy_j == pytest.approx(sensor["energy_j"]) and saved.total_energy_j > 0
+    assert len(saved.samples()) > 1  # the raw series, as measured
+    assert result.report is not None and result.report.is_file()
+    assert "saving the sensors' totals" in capsys.readouterr().err
+
+
+def test_sigterm_handler_is_removed_after_the_run(tmp_path) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    script = write(
+        tmp_path / "seen.py",
+        "import signal, json, sys\n"
+        "json.dump(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, open(sys.argv[1], 'w'))\n",
+    )
+    runner.run(runner.Target.script(str(script), [str(tmp_path / "seen.json")]), options(tmp_path))
+    assert json.loads((tmp_path / "seen.json").read_text()) is False  # a handler while it ran
+    assert signal.getsignal(signal.SIGTERM) is before

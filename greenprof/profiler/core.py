@@ -17,7 +17,7 @@ from greenprof.attribute.fit import Attribution, SensorSeries, attribute
 from greenprof.attribute.windows import union_of_gaps, update_gaps
 from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
-from greenprof.errors import ConfigError, ProfilerError
+from greenprof.errors import ConfigError, ProfilerError, Terminated
 from greenprof.measure.sampler import Sampler, check_interval_s
 from greenprof.profiler import calibration, frames, outputs
 from greenprof.profiler.advice import calibration_warnings, session_warnings
@@ -163,7 +163,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         t_end_ns = now_ns()
         meta = dict(self.extra_meta)
         if exc_type is not None:
-            meta.setdefault("interrupted", issubclass(exc_type, KeyboardInterrupt))
+            meta.setdefault("interrupted", issubclass(exc_type, (KeyboardInterrupt, Terminated)))
             meta.setdefault("error", f"{exc_type.__name__}: {exc}")
         interrupted: BaseException | None = None
         try:
@@ -178,12 +178,18 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._calibration_note = "calibration was interrupted (Ctrl-C); not calibrated"
             self._sampler.stop()
             self.session = self._build_session(table, meta)
+        except KeyboardInterrupt as stop:
+            # Ctrl-C while attributing (often a second one, after the script's): keep what the
+            # sensors measured, then stop as asked.
+            interrupted = stop
+            meta["interrupted"] = True
+            self.session = self._fallback(meta, "attribution was interrupted (Ctrl-C)")
         except Exception:
             if exc_type is None:
                 raise
             # Never hide the user's exception behind ours; keep what the sensors measured.
             logger.exception("greenprof: could not attribute energy; saving sensor totals only")
-            self.session = frames.fallback_session(self._sampler.series(), meta)
+            self.session = self._fallback(meta, "attribution failed")
         finally:
             self._sampler.stop()
             if self._capture is not None:
@@ -243,6 +249,11 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             clock=now_ns,
             bin_ns=int(self.interval_s * 1e9) // 10,
         )
+
+    def _fallback(self, meta: dict[str, Any], why: str) -> Session:
+        assert self._sampler is not None and self._timeline is not None
+        series = frames.sensor_series(self.sensors, self._sampler)
+        return frames.fallback_session(series, meta, self._timeline.t_start_ns, why=why)
 
     def energy_so_far_j(self) -> float:
         """Joules the sensors have counted since the profile started (while it runs).

@@ -185,17 +185,33 @@ def run_facts() -> dict[str, Any]:
 
 
 def fallback_session(
-    series: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict[str, Any]
+    series: list[SensorSeries], meta: dict[str, Any], t_start_ns: int, *, why: str
 ) -> Session:
-    """Sensor totals only, for when attribution itself failed while the user's code raised."""
-    totals = {name: float(e[-1] - e[0]) if len(e) else 0.0 for name, (_t, e) in series.items()}
-    total = sum(totals.values())
+    """Sensor totals and samples only, for when attribution failed or was interrupted.
+
+    Args:
+        series: what each sensor recorded.
+        meta: the run's facts so far.
+        t_start_ns: the profile's start, the origin of the samples' times.
+        why: what stopped the attribution, for the session's warning.
+    """
+    sensors = [
+        {
+            "name": s.name,
+            "device": s.device,
+            "measured": s.measured,
+            "energy_j": float(s.energy_j[-1] - s.energy_j[0]) if len(s.energy_j) else 0.0,
+            "failed": s.failed,
+        }
+        for s in series
+    ]
+    total = sum(s["energy_j"] for s in sensors)
     layers = pd.DataFrame(
         [[OUTSIDE_MODULE, "", "other", 0, 0.0, total, total, total]], columns=LAYER_COLUMNS
     )
-    meta = {**run_facts(), **meta, "total_energy_j": total}
-    meta["warnings"] = ["attribution failed; only sensor totals were saved"]
-    return Session(meta, layers)
+    meta = {**run_facts(), **meta, "total_energy_j": total, "sensors": sensors}
+    meta["warnings"] = [f"{why}; only sensor totals were saved, not the per-layer split"]
+    return Session(meta, layers, samples_frame(series, t_start_ns))
 
 
 def sensor_series(sensors: list[Sensor], sampler: Sampler) -> list[SensorSeries]:
