@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from greenprof.attribute.fit import Attribution, SensorResult, SensorSeries
+from greenprof.attribute.fit import Attribution, SensorResult, SensorSeries, table_for
 from greenprof.attribute.power_model import allocate, ridge_nnls
 from greenprof.attribute.uncertainty import centred, unresolved_columns
 from greenprof.attribute.windows import energy_windows, window_times
@@ -142,6 +142,7 @@ def calibrated_attribution(
     classes: np.ndarray,
     bootstrap: int = 100,
     seed: int = 0,
+    host: TimeTable | None = None,
 ) -> CalibratedResult:
     """Attribute every sensor's run joules with the replays' powers.
 
@@ -153,6 +154,8 @@ def calibrated_attribution(
         classes: a class per run column (layer type and phase).
         bootstrap: bootstrap replicates.
         seed: random seed of the bootstrap.
+        host: on CUDA runs, the run's columns on the host clock, for the sensors that follow it
+            (:func:`~greenprof.attribute.fit.table_for`).
 
     Returns:
         The attribution, the method per row, the replays' joules and the misfit per sensor.
@@ -162,10 +165,11 @@ def calibrated_attribution(
     n = len(run.columns)
     results, misfit, calibration_j = [], {}, 0.0
     for s in series:
-        t_end = min(run.t_end_ns, int(s.t_ns[-1])) if s.failed and len(s.t_ns) else run.t_end_ns
-        rw = energy_windows(s.t_ns, s.energy_j, run.t_start_ns, t_end)
+        seen = table_for(s.device, run, host)  # the run on the clock this sensor follows
+        t_end = min(seen.t_end_ns, int(s.t_ns[-1])) if s.failed and len(s.t_ns) else seen.t_end_ns
+        rw = energy_windows(s.t_ns, s.energy_j, seen.t_start_ns, t_end)
         cw = energy_windows(s.t_ns, s.energy_j, cal.table.t_start_ns, cal.table.t_end_ns)
-        run_times = window_times(run, rw)
+        run_times = window_times(seen, rw)
         x_run = _to_groups(run_times, run_group, n_groups)
         x_cal = _to_groups(window_times(cal.table, cw), cal_group, n_groups)
         e_run, e_cal = rw.energy_j, cw.energy_j

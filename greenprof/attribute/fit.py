@@ -126,6 +126,7 @@ def attribute(
     seed: int = 0,
     method: str = AUTO,
     classes: np.ndarray | None = None,
+    host_table: TimeTable | None = None,
 ) -> Attribution:
     """Attribute every sensor's joules to the table's columns.
 
@@ -138,6 +139,7 @@ def attribute(
             for comparing the two).
         classes: an integer class per column (e.g. layer type and phase). Columns too short to
             get a power of their own share one with their class; None puts them all together.
+        host_table: on CUDA runs, the same columns on the host clock (see :func:`table_for`).
 
     Returns:
         The combined attribution; columns sum to the measured total.
@@ -147,7 +149,7 @@ def attribute(
         raise ValueError(f"method must be auto, {TIME_SPLIT} or {POWER_FIT}, not {method!r}")
     results = [
         _attribute_sensor(
-            table,
+            table_for(s.device, table, host_table),
             s,
             bootstrap=bootstrap,
             rng=np.random.default_rng(seed),
@@ -173,6 +175,23 @@ def attribute(
             more_steps = np.maximum(more_steps, r.more_steps)
     unresolved = unresolved_columns(energy, lo, hi, total, table.steps, more_steps)
     return Attribution(energy, lo, hi, total, total_lo, total_hi, results, unresolved)
+
+
+def table_for(device: str, table: TimeTable, host_table: TimeTable | None) -> TimeTable:
+    """The time table on the clock that a sensor of ``device`` follows.
+
+    On CUDA runs the hooks are timed twice: when each module's kernels ran on the GPU (``table``,
+    what a GPU's power follows) and when the host launched them (``host_table``, what the CPU's
+    power follows). GPU sensors (``"gpu:N"``) get the first, every other sensor the second.
+
+    Raises:
+        ValueError: when the two tables do not have the same columns.
+    """
+    if host_table is None or device.startswith("gpu"):
+        return table
+    if host_table.columns != table.columns:
+        raise ValueError("the host-clock time table must have the device table's columns")
+    return host_table
 
 
 # ---------------------------------------------------------------------------- models

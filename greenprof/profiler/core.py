@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import logging
 from collections.abc import Callable, Sequence
@@ -16,15 +17,13 @@ from greenprof.attribute.calibrated import calibrated_attribution
 from greenprof.attribute.fit import Attribution, SensorSeries, attribute
 from greenprof.attribute.windows import union_of_gaps, update_gaps
 from greenprof.clock import now_ns
-from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError, ProfilerError, Terminated
 from greenprof.measure.sampler import Sampler, check_interval_s
-from greenprof.profiler import calibration, frames, outputs
+from greenprof.profiler import calibration, frames, outputs, resources
 from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
-from greenprof.sensors import Sensor, detect
-from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
+from greenprof.sensors import Sensor
 from greenprof.session import Session
 from greenprof.track.capture import CallCapture
 from greenprof.track.generation import GenerationWatch
@@ -111,6 +110,9 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._recorder: HookRecorder | None = None
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
+        # On CUDA runs: the same events at the hooks' host times, for the sensors that follow them.
+        self._host_timeline: Timeline | None = None
+        self.host_time_table: TimeTable | None = None
         self._watch = GenerationWatch()
         self._started_at = ""
 
@@ -121,7 +123,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:
-        self.sensors = _resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
+        self.sensors = resources.resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
         recorder = HookRecorder()
         recorder.install()  # raises first when already profiling: nothing to clean up then
         if self.calibrate:
@@ -159,7 +161,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         assert self._timeline is not None
         self._recorder.remove()
         self._watch.remove()
-        _wait_for_devices()
+        resources.wait_for_devices()
         t_end_ns = now_ns()
         meta = dict(self.extra_meta)
         if exc_type is not None:
@@ -167,8 +169,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             meta.setdefault("error", f"{exc_type.__name__}: {exc}")
         interrupted: BaseException | None = None
         try:
-            self._timeline.feed(self._recorder.drain(final=True))
+            self._feed(final=True)
             table = self._timeline.finish(t_end_ns)
+            if self._host_timeline is not None:
+                self.host_time_table = self._host_timeline.finish(t_end_ns)
             try:
                 self._run_calibration(table, failed=exc_type is not None)
             except KeyboardInterrupt as stop:
@@ -195,7 +199,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             if self._capture is not None:
                 self._capture.release()
             for sensor in self.sensors:
-                _close_quietly(sensor)
+                resources.close_quietly(sensor)
         if self.tensorboard is not None and self.session is not None:
             outputs.write_tensorboard(self.session, self.tensorboard)
         if interrupted is not None:
@@ -215,7 +219,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if not capture.calls:
             self._calibration_note = "not calibrated: no model call was captured"
             return
-        if _several_ranks():
+        if resources.several_ranks():
             # Replays are timed loops: ranks would run different numbers of iterations, and a
             # module whose forward holds a collective (DDP, FSDP) would wait for the others.
             self._calibration_note = (
@@ -292,9 +296,21 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if capture is not None and capture.calls:
             # A step after the first root call finished: stop looking at every module call.
             capture.disarm()
-        recorder, timeline = self._recorder, self._timeline
-        if recorder is not None and timeline is not None and recorder.pending > DRAIN_EVENTS:
-            timeline.feed(recorder.drain())
+        recorder = self._recorder
+        if recorder is not None and self._timeline is not None and recorder.pending > DRAIN_EVENTS:
+            self._feed()
+
+    def _feed(self, *, final: bool = False) -> None:
+        """Hand the recorded events to the timeline, and on CUDA runs to the host-clock one."""
+        assert self._recorder is not None and self._timeline is not None
+        events, host_events = self._recorder.drain_clocks(final=final)
+        if host_events is not None and self._host_timeline is None:
+            # Until now every event had its host time: the host timeline starts as a copy (its
+            # gaps callback stays this profile's).
+            self._host_timeline = copy.deepcopy(self._timeline, {id(self): self})
+        self._timeline.feed(events)
+        if host_events is not None and self._host_timeline is not None:
+            self._host_timeline.feed(host_events)
 
     # ------------------------------------------------------------ session
     def _build_session(self, table: TimeTable, meta: dict[str, Any]) -> Session:
@@ -304,7 +320,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self.time_table, self.sensor_series = table, series
         names = frames.column_names(table, self._recorder.keys)
         classes = frames.column_classes(table, names)
-        result = attribute(table, series, bootstrap=self.bootstrap, classes=classes)
+        host = self.host_time_table
+        result = attribute(
+            table, series, bootstrap=self.bootstrap, classes=classes, host_table=host
+        )
         methods = [frames.passive_method(result)] * len(table.columns)
         calibration_facts: dict[str, Any] = {"calibrated": False, "note": self._calibration_note}
         if self._calibration is not None:
@@ -315,6 +334,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 result,
                 classes=classes,
                 bootstrap=self.bootstrap,
+                host=host,
             )
             result, methods = calibrated.attribution, calibrated.methods
             calibration_facts = {
@@ -355,45 +375,3 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             frames.samples_frame(series, table.t_start_ns),
             frames.spans_frame(table, names),
         )
-
-
-# ---------------------------------------------------------------------------- helpers
-def _resolve_sensors(
-    spec: Sequence[Sensor | str] | None, rated_cpu_power_w: float | None
-) -> list[Sensor]:
-    if spec is None:
-        return owned_sensors(
-            detect(rated_cpu_power_w=rated_cpu_power_w),
-            rank=local_rank(),
-            cuda_device=current_cuda_device(),
-        )
-    items = list(spec)
-    if all(isinstance(s, str) for s in items):
-        found = detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
-        # Named kinds are still shared out between ranks: each device is counted once.
-        return owned_sensors(found, rank=local_rank(), cuda_device=current_cuda_device())
-    bad = [s for s in items if not isinstance(s, Sensor)]
-    if bad:
-        raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
-    return items  # type: ignore[return-value]
-
-
-def _several_ranks() -> bool:
-    import torch.distributed as dist
-
-    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
-
-
-def _wait_for_devices() -> None:
-    """Let queued GPU work finish, once, so its joules land inside the profile."""
-    if cuda_in_use():
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def _close_quietly(sensor: Sensor) -> None:
-    try:
-        sensor.close()
-    except Exception:
-        logger.debug("greenprof: closing %s failed", sensor.name, exc_info=True)

@@ -23,7 +23,7 @@ from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ProfilerError
 from greenprof.track.backward import hook_backward
-from greenprof.track.cuda_clock import CudaClock
+from greenprof.track.cuda_clock import DeviceClocks, module_device
 from greenprof.track.events import (
     AUTO_EVAL,
     BWD_PASS_END,
@@ -79,9 +79,10 @@ class HookRecorder:
         self._stack_keys: list[int] = []
         self._handles: list[Any] = []
         self._lock = threading.Lock()
-        self.cuda: CudaClock | None = None
-        self._cuda_marks: list[Any] = []
-        self._cuda_from = 0
+        self.cuda: DeviceClocks | None = None
+        self._cuda_from = 0  # events before this one were recorded before CUDA timing began
+        self._cuda_device: dict[int, int] = {}  # key -> CUDA device its work runs on
+        self._cuda_last = 0  # device of keys that have none of their own (optimizers, regions)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> HookRecorder:
@@ -141,19 +142,38 @@ class HookRecorder:
         if self.cuda is None:
             self._buf.extend((t_ns, code, key))  # the tuple is freed at once: not tracked
             return
+        device = self._cuda_device.get(key, self._cuda_last)
         with self._lock:  # backward hooks on a GPU run on autograd's device threads
             self._buf.extend((t_ns, code, key))
-            self._cuda_marks.append(self.cuda.mark())
+            self.cuda.mark(device)
 
-    def enable_cuda(self, cuda: CudaClock | None = None) -> None:
+    def _note_cuda_device(self, key: int, module: torch.nn.Module, args: Any) -> None:
+        """Remember, once per module, the device its work runs on (where its events go)."""
+        if key not in self._cuda_device:
+            device = module_device(module, args)
+            if device is None:  # no CUDA tensor of its own: its caller's device
+                stack = self._stack_keys
+                device = (
+                    self._cuda_device.get(stack[-2], self._cuda_last)
+                    if len(stack) > 1
+                    else self._cuda_last
+                )
+            self._cuda_device[key] = device
+        self._cuda_last = self._cuda_device[key]
+
+    def enable_cuda(self, cuda: DeviceClocks | None = None, *, anchor_now: bool = True) -> None:
         """Record a CUDA event with every hook event from now on (see :mod:`~.cuda_clock`).
 
         Args:
-            cuda: the clock to use; a new :class:`CudaClock` on the current device by default.
+            cuda: the clocks to use; by default one per device, made when first used.
+            anchor_now: anchor the current device's clock now, waiting for it once (profile
+                start); False from inside hooks, where nothing waits.
         """
         with self._lock:
             if self.cuda is None:
-                self.cuda = cuda or CudaClock()
+                current = torch.cuda.current_device() if cuda is None else 0
+                self.cuda = cuda or DeviceClocks(anchor_now=(current,) if anchor_now else ())
+                self._cuda_last = current
                 self._cuda_from = self.pending
 
     def drain(self, *, final: bool = False) -> Iterator[tuple[int, int, int]]:
@@ -166,21 +186,31 @@ class HookRecorder:
         Args:
             final: wait for the device so that every event can be resolved (end of profile).
         """
+        return self.drain_clocks(final=final)[0]
+
+    def drain_clocks(
+        self, *, final: bool = False
+    ) -> tuple[Iterator[tuple[int, int, int]], Iterator[tuple[int, int, int]] | None]:
+        """Like :meth:`drain`, and the same events on the host clock where CUDA is in use.
+
+        Returns:
+            The events with GPU times where CUDA is in use, and the same events with the host
+            times of their hooks (None without CUDA): CPU sensors are priced on the second.
+        """
         if self.cuda is None:
             with self._lock:
                 flat = self._take(len(self._buf))
-            return triples(flat)
+            return triples(flat), None
         if final:
             self.cuda.finish()
         with self._lock:
-            resolved = self.cuda.resolve(self._cuda_marks)
-            ready = self._cuda_from + len(resolved)
-            flat = self._take(3 * ready)
+            resolved = self.cuda.resolve()
+            host = self._take(3 * (self._cuda_from + len(resolved)))
+            flat = array("q", host)
             # GPU times replace the host times of the events that have a CUDA mark.
             flat[3 * self._cuda_from :: 3] = array("q", resolved)
-            self._cuda_marks = self._cuda_marks[len(resolved) :]
             self._cuda_from = 0
-        return triples(flat)
+        return triples(flat), triples(host)
 
     def _take(self, n: int) -> array:
         """Remove and return the first ``n`` slots of the buffer (caller holds the lock)."""
@@ -225,6 +255,7 @@ class HookRecorder:
             if self.cuda is None:
                 self._buf.extend((self._clock(), FWD_ENTER, key))
             else:
+                self._note_cuda_device(key, module, args)
                 self._emit(FWD_ENTER, key)
         except Exception:  # never raise into the user's training loop
             self._fault("forward pre-hook")
@@ -293,7 +324,7 @@ class HookRecorder:
         # CUDA is available, which took ~18 us per call inside a training step (two calls a step).
         if self.cuda is None and torch.cuda.is_initialized() and cuda_in_use():
             # The model moved to the GPU inside the profiled block: time GPU work from now on.
-            self.enable_cuda()
+            self.enable_cuda(anchor_now=False)
         if self.step_callback is not None:
             self.step_callback()
 

@@ -4,7 +4,7 @@ from simulate import synthetic_run
 
 from greenprof.attribute.fit import POWER_FIT, TIME_SPLIT, SensorSeries, attribute
 from greenprof.track import events as hooks
-from greenprof.track.timeline import Timeline
+from greenprof.track.timeline import FORWARD, Timeline
 
 
 def rel_err(estimate, truth):
@@ -176,3 +176,52 @@ def test_exact_data_does_not_pass_for_a_resolved_split():
     assert np.all(posterior.unseen[1:])
     assert np.all(np.isinf(posterior.more_steps[1:]))
     assert np.all(posterior.energy_hi_j[1:] - posterior.energy_lo_j[1:] > 0.5 * energy.sum() / 2)
+
+
+def two_clocks_tables():
+    """Module A then B, launched by the host at 0-20 ms and run by the GPU 20 ms later."""
+    ms = 1_000_000
+
+    def table(lag_ns):
+        timeline = Timeline(0, ms)
+        timeline.feed(
+            [
+                (lag_ns, hooks.FWD_ENTER, 0),
+                (lag_ns + 10 * ms, hooks.FWD_EXIT, 0),
+                (lag_ns + 10 * ms, hooks.FWD_ENTER, 1),
+                (lag_ns + 20 * ms, hooks.FWD_EXIT, 1),
+            ]
+        )
+        return timeline.finish(40 * ms)
+
+    return table(20 * ms), table(0)
+
+
+def series(name, device, joules_at_ms):
+    t_ns = np.array([t * 1_000_000 for t, _j in joules_at_ms], np.int64)
+    return SensorSeries(name, device, True, t_ns, np.array([j for _t, j in joules_at_ms], float))
+
+
+def test_cpu_sensors_are_priced_on_the_host_clock_and_gpu_sensors_on_the_device_clock():
+    device_table, host_table = two_clocks_tables()
+    assert device_table.columns == host_table.columns
+    a = device_table.columns.index((0, FORWARD))
+    # The CPU drew 1 J while launching A (0-10 ms); the GPU 2 J while running A (20-30 ms).
+    cpu = series("rapl:package-0", "cpu", [(0, 0.0), (10, 1.0), (20, 1.0), (30, 1.0), (40, 1.0)])
+    gpu = series("nvml:0", "gpu:0", [(0, 0.0), (10, 0.0), (20, 0.0), (30, 2.0), (40, 2.0)])
+
+    both = attribute(device_table, [cpu, gpu], bootstrap=0, host_table=host_table)
+    gpu_only_clock = attribute(device_table, [cpu, gpu], bootstrap=0)
+
+    assert both.sensors[0].energy_j[a] == pytest.approx(1.0)
+    assert both.sensors[1].energy_j[a] == pytest.approx(2.0)
+    assert both.energy_j[a] == pytest.approx(3.0)
+    assert gpu_only_clock.energy_j[a] == pytest.approx(2.0)  # the CPU's joule went outside
+
+
+def test_tables_of_different_columns_are_refused():
+    device_table, host_table = two_clocks_tables()
+    host_table.columns = host_table.columns[:-1]
+    cpu = series("cpu-estimate", "cpu", [(0, 0.0), (40, 1.0)])
+    with pytest.raises(ValueError, match="same columns|device table's columns"):
+        attribute(device_table, [cpu], bootstrap=0, host_table=host_table)

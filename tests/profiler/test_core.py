@@ -8,6 +8,7 @@ from simulate import Busy, GroundTruthSensor
 from torch import nn
 
 import greenprof
+from greenprof.clock import now_ns
 from greenprof.errors import ConfigError, ProfilerError, SensorError
 from greenprof.sensors import ReplaySensor, Sensor
 from greenprof.session import LAYER_COLUMNS, OUTSIDE_MODULE, Session
@@ -248,3 +249,55 @@ def test_profile_as_a_decorator_returns_the_result_and_keeps_the_session():
 def test_profile_decorates_only_callables():
     with pytest.raises(ConfigError, match="decorates a function"):
         greenprof.profile()(3)
+
+
+class HalfSpeedGpu:
+    """A fake CUDA device whose timer runs at half the host's speed from its first event on."""
+
+    def __init__(self):
+        self.origin_ns = None
+
+    def event(self):
+        gpu = self
+
+        class Event:
+            def record(self, stream):
+                now = now_ns()
+                if gpu.origin_ns is None:
+                    gpu.origin_ns = now
+                self.gpu_ns = gpu.origin_ns + (now - gpu.origin_ns) // 2
+
+            def synchronize(self):
+                pass
+
+            def query(self):
+                return True
+
+            def elapsed_time(self, other):
+                return (other.gpu_ns - self.gpu_ns) / 1e6
+
+        return Event()
+
+    def clocks(self):
+        from greenprof.track.cuda_clock import CudaClock, DeviceClocks
+
+        def make(index, anchor_now):
+            stream = type("Stream", (), {"query": lambda self: True})()
+            return CudaClock(self.event, lambda: stream, lambda: None, anchor_now=anchor_now)
+
+        return DeviceClocks(make, anchor_now=(0,))
+
+
+def test_cuda_runs_keep_a_host_clock_table_for_the_cpu_sensors():
+    model = nn.Sequential(Busy(0.002), Busy(0.001))
+    with greenprof.profile(sensors=[constant_power()], calibrate=False) as prof:
+        model(torch.randn(2, 2))  # before CUDA timing: host times in both tables
+        prof._recorder.enable_cuda(HalfSpeedGpu().clocks())
+        for _ in range(5):
+            model(torch.randn(2, 2))
+    device_table, host_table = prof.time_table, prof.host_time_table
+    assert host_table is not None and host_table.columns == device_table.columns
+    busy = [c for c, (key, _phase) in enumerate(device_table.columns) if key >= 0]
+    ratio = host_table.self_ns[busy].sum() / device_table.self_ns[busy].sum()
+    assert 1.4 < ratio < 2.0  # the first call counts fully in both, the next five at half
+    assert prof.session.total_energy_j > 0
