@@ -209,6 +209,7 @@ class Sampler:
         self.failures: dict[str, str] = {}
         self.warnings: list[str] = []
         self._clock = clock
+        self._sensors = list(sensors)
         self._active = list(sensors)
         self._buffers = {s.name: _Buffer(capacity) for s in sensors}
         interval_ns = int(self.interval_s * 1e9)
@@ -254,6 +255,14 @@ class Sampler:
                 f"of interval_s={self.interval_s:g}: the sensors are slow to read, or the "
                 "profiled code kept the GIL (long pure-Python work)"
             )
+        for sensor in self._sensors:
+            try:
+                caveats = sensor.caveats()
+            except Exception:  # a caveat is a courtesy: never lose the samples over it
+                logger.debug("greenprof: %s.caveats() failed", sensor.name, exc_info=True)
+                continue
+            for caveat in caveats:
+                self._warn(caveat)
         return self
 
     def __enter__(self) -> Sampler:

@@ -161,7 +161,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         assert self._timeline is not None
         self._recorder.remove()
         self._watch.remove()
-        resources.wait_for_devices()
+        cuda = self._recorder.cuda
+        resources.wait_for_devices(cuda.devices if cuda is not None else ())
         t_end_ns = now_ns()
         meta = dict(self.extra_meta)
         if exc_type is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from greenprof.cuda_state import cuda_in_use
 from greenprof.errors import ConfigError
@@ -41,12 +41,17 @@ def several_ranks() -> bool:
     return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
-def wait_for_devices() -> None:
-    """Let queued GPU work finish, once, so its joules land inside the profile."""
+def wait_for_devices(devices: Iterable[int] = ()) -> None:
+    """Let queued GPU work finish, once, so its joules land inside the profile.
+
+    Args:
+        devices: CUDA devices the profile timed, besides the current one (a model on ``cuda:1``).
+    """
     if cuda_in_use():
         import torch
 
-        torch.cuda.synchronize()
+        for device in {torch.cuda.current_device(), *devices}:
+            torch.cuda.synchronize(device)
 
 
 def close_quietly(sensor: Sensor) -> None:

@@ -44,6 +44,13 @@ class Sensor(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most sensors hold nothing
         """Release whatever the sensor holds (file handles, library handles)."""
 
+    def caveats(self) -> list[str]:
+        """What this sensor's figures leave out, as found while it ran (session warnings).
+
+        The sampler reads them once, when it stops.
+        """
+        return []
+
     def describe(self) -> dict[str, object]:
         """Return the facts a report shows about this sensor."""
         return {"name": self.name, "device": self.device, "measured": self.measured}

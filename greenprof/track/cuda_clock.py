@@ -177,6 +177,11 @@ class DeviceClocks:
         self._devices.append(device)
 
     @property
+    def devices(self) -> list[int]:
+        """The devices events were recorded on (or anchored) so far."""
+        return list(self._clocks)
+
+    @property
     def pending(self) -> int:
         """Events recorded and not resolved yet."""
         return len(self._events)
