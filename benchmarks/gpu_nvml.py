@@ -1,10 +1,11 @@
 """How NVML's energy counter and power readings behave on this GPU, measured, not assumed.
 
-A poller thread reads, as fast as NVML answers, the total-energy counter
-(``nvmlDeviceGetTotalEnergyConsumption``, mJ), the power usage (``nvmlDeviceGetPowerUsage``, mW;
-a one-second average on Ampere and newer except GA100) and the instant power field
-(``NVML_FI_DEV_POWER_INSTANT`` through ``nvmlDeviceGetFieldValues``, mW), while the main thread
-alternates idle periods and periods of large matrix multiplications. Reported for each reading:
+A part of ``benchmarks/gpu_check.py`` (run that). A poller thread reads, as fast as NVML answers,
+the total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ), the power usage
+(``nvmlDeviceGetPowerUsage``, mW; a one-second average on Ampere and newer except GA100) and the
+instant power field (``NVML_FI_DEV_POWER_INSTANT`` through ``nvmlDeviceGetFieldValues``, mW), while
+the main thread alternates idle periods and periods of large matrix multiplications. Reported for
+each reading:
 
 * its update period: the time between observed changes of the value (an update that repeats the
   previous value goes unseen, so for power read at a steady load this is an upper bound);
@@ -12,22 +13,13 @@ alternates idle periods and periods of large matrix multiplications. Reported fo
   past 50 % and 90 % of the way between the idle and load levels (for the counter, the power
   derived from successive counter updates);
 * for the counter, how well it agrees with the integral of each power reading over the run.
-
-Usage:
-    python benchmarks/gpu_sensor_check.py --out gpu_sensor_check.json [--device 0]
-
-Without a usable NVIDIA GPU it says why, writes ``{"skipped": reason}`` to ``--out`` and exits 0.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -226,7 +218,7 @@ def agreement(counter: np.ndarray, power: np.ndarray) -> dict[str, float] | None
     }
 
 
-def analyse(poller: Poller, steps, args) -> dict:
+def analyse(poller: Poller, steps, *, idle_s: float, load_s: float) -> dict:
     traces = {k: np.array(v, dtype=np.float64) for k, v in poller.traces.items() if len(v) > 1}
     results: dict[str, dict] = {}
     counter = traces.get("energy_counter")
@@ -236,7 +228,7 @@ def analyse(poller: Poller, steps, args) -> dict:
             power[:, 1] /= 1e3  # mW -> W
         entry: dict = {"reads": int(len(trace)), "update_period": update_periods_ms(trace)}
         if len(power) > 2:
-            idle_w, load_w = levels_w(power, steps, args.idle_s, args.load_s)
+            idle_w, load_w = levels_w(power, steps, idle_s, load_s)
             if math.isfinite(idle_w):
                 entry |= {"idle_w": idle_w, "load_w": load_w}
                 entry["steps"] = step_lags_ms(power, steps, idle_w, load_w)
@@ -271,61 +263,36 @@ def summarise(results: dict) -> None:
             )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="where to write the JSON results")
-    parser.add_argument("--device", type=int, default=0, help="CUDA device index")
-    parser.add_argument("--cycles", type=int, default=3, help="load/idle cycles")
-    parser.add_argument("--load-s", type=float, default=2.0, help="seconds of matmuls per cycle")
-    parser.add_argument("--idle-s", type=float, default=2.0, help="idle seconds per cycle")
-    parser.add_argument("--size", type=int, default=8192, help="matrix size of the matmuls")
-    parser.add_argument("--raw", action="store_true", help="also write every reading")
-    args = parser.parse_args()
+def measure(cuda_index: int, *, cycles: int, load_s: float, idle_s: float, size: int) -> dict:
+    """Run the load/idle cycles on one GPU while polling NVML; return the results.
 
-    try:
-        device, pynvml, handle, facts = open_gpu(args.device)
-    except NoGpu as exc:
-        print(f"gpu_sensor_check: nothing measured: {exc}", file=sys.stderr)
-        args.out.write_text(json.dumps({"skipped": str(exc)}, indent=2))
-        return 0
+    Raises:
+        NoGpu: when the GPU or its NVML sensor cannot be used.
+    """
+    device, pynvml, handle, facts = open_gpu(cuda_index)
     import torch
 
     poller = Poller(pynvml, handle)
     poller.start()
     try:
-        steps = run_workload(
-            torch,
-            device,
-            cycles=args.cycles,
-            load_s=args.load_s,
-            idle_s=args.idle_s,
-            size=args.size,
-        )
+        steps = run_workload(torch, device, cycles=cycles, load_s=load_s, idle_s=idle_s, size=size)
     finally:
         poller.stop_event.set()
         poller.join()
         pynvml.nvmlShutdown()
     wall_s = (poller.stopped_ns - poller.started_ns) / 1e9
-    results = analyse(poller, steps, args)
-    report = {
+    results = analyse(poller, steps, idle_s=idle_s, load_s=load_s)
+    print(f"{facts['name']} ({facts['uuid']}), driver {facts['driver']}")
+    loop_ms = wall_s / max(poller.reads, 1) * 1e3
+    print(f"poll loop: {loop_ms:.3f} ms per round of reads")
+    for name, why in poller.unsupported.items():
+        print(f"{name}: not supported ({why})")
+    summarise(results)
+    return {
         "gpu": facts,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
-        "poll": {"loops": poller.reads, "loop_period_ms": wall_s / max(poller.reads, 1) * 1e3},
+        "settings": {"cycles": cycles, "load_s": load_s, "idle_s": idle_s, "size": size},
+        "poll": {"loops": poller.reads, "loop_period_ms": loop_ms},
         "unsupported": poller.unsupported,
         "steps": [{"step": kind, "t_s": t_ns / 1e9} for kind, t_ns in steps],
         "readings": results,
     }
-    if args.raw:
-        report["raw"] = poller.traces
-    print(f"{facts['name']} ({facts['uuid']}), driver {facts['driver']}")
-    print(f"poll loop: {report['poll']['loop_period_ms']:.3f} ms per round of reads")
-    for name, why in poller.unsupported.items():
-        print(f"{name}: not supported ({why})")
-    summarise(results)
-    args.out.write_text(json.dumps(report, indent=2, default=float))
-    print(f"results written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
