@@ -273,8 +273,9 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
     def layers_for(self, result: Attribution) -> pd.DataFrame:
         """Per-layer table of another attribution of this profile's recording.
 
-        For re-analysis: ``attribute(prof.time_table, prof.sensor_series, method=...)`` gives
-        the result; this names its columns as :meth:`Session.layers` does.
+        For re-analysis: ``attribute(prof.time_table, prof.sensor_series, method=...,
+        host_table=prof.host_time_table)`` gives the result (``host_time_table`` is None but on
+        CUDA runs); this names its columns as :meth:`Session.layers` does.
         """
         if self.time_table is None:
             raise ProfilerError("the profile has not finished yet")
