@@ -175,7 +175,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             if self._host_timeline is not None:
                 self.host_time_table = self._host_timeline.finish(t_end_ns)
             try:
-                self._run_calibration(table, failed=exc_type is not None)
+                self._run_calibration(table, stopped_by=exc_type)
             except KeyboardInterrupt as stop:
                 # Ctrl-C during calibration: the run's session without calibration, then stop.
                 interrupted = stop
@@ -206,7 +206,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if interrupted is not None:
             raise interrupted
 
-    def _run_calibration(self, table: TimeTable, *, failed: bool) -> None:
+    def _run_calibration(self, table: TimeTable, *, stopped_by: type[BaseException] | None) -> None:
         """Replay the captured layers, when that is on and needed (see profiler.calibration)."""
         assert self._recorder is not None and self._sampler is not None
         capture = self._capture
@@ -214,8 +214,10 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             self._calibration_note = "calibration is off"
             return
         capture.disarm()
-        if failed:
-            self._calibration_note = "not calibrated: the profiled code raised"
+        if stopped_by is not None:
+            # A terminated job has seconds left; a failed one has nothing worth replaying.
+            why = "was stopped by a signal" if issubclass(stopped_by, Terminated) else "raised"
+            self._calibration_note = f"not calibrated: the profiled code {why}"
             return
         if not capture.calls:
             self._calibration_note = "not calibrated: no model call was captured"

@@ -60,4 +60,8 @@ def test_sigterm_saves_the_run_and_exits_143(tmp_path) -> None:
     assert layers["energy_j"].sum() == pytest.approx(session.total_energy_j)
     # A preempted job has seconds left: no replays after the signal.
     assert session.meta["calibration"]["calibrated"] is False
+    assert (
+        session.meta["calibration"]["note"]
+        == "not calibrated: the profiled code was stopped by a signal"
+    )
     assert (tmp_path / "r" / "report.html").is_file()
