@@ -12,7 +12,7 @@ import click
 from greenprof.cli.common import fail, shown
 from greenprof.cli.group import cli
 from greenprof.cli.options import calibrate_options, cpu_power_option, grid_option, out_option
-from greenprof.errors import GreenprofError
+from greenprof.errors import GreenprofError, require_module
 from greenprof.sensors import SENSOR_KINDS
 
 if TYPE_CHECKING:
@@ -48,6 +48,12 @@ _RUN_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": Fals
     help="Also write the energy figures as TensorBoard scalars into this folder.",
 )
 @click.option(
+    "--wandb",
+    is_flag=True,
+    help="Also log the energy figures to Weights & Biases (project $WANDB_PROJECT, default "
+    "greenprof; needs wandb).",
+)
+@click.option(
     "--nproc-per-node",
     help="Launch this many processes per node through torch.distributed.run (as torchrun).",
 )
@@ -71,6 +77,7 @@ def run(
     no_calibrate: bool,
     calibrate_s: float | None,
     tensorboard: Path | None,
+    wandb: bool,
     nproc_per_node: str | None,
     launcher_args: tuple[str, ...],
     target: str,
@@ -84,6 +91,11 @@ def run(
     from greenprof import runner
 
     what = runner.Target(target, args, as_module)
+    if wandb:
+        try:
+            require_module("wandb", "--wandb", "wandb")
+        except GreenprofError as exc:
+            fail(str(exc))
     if nproc_per_node is not None:
         from greenprof import launch
 
@@ -98,6 +110,8 @@ def run(
         status = launch.launch_ranks(launcher, [*mine, *args], run_dir)
         if (run_dir / "session.json").is_file():
             click.echo(f"greenprof: merged run of all ranks written to {shown(run_dir)}", err=True)
+            if wandb:  # the merged run, once, rather than one W&B run per rank
+                _log_merged_to_wandb(run_dir)
         raise SystemExit(status)
     elif launcher_args:
         fail("--launcher-arg needs --nproc-per-node")
@@ -119,6 +133,7 @@ def run(
         calibrate_s=calibrate_s,
         command=shlex.join(["greenprof", *sys.argv[1:]]),
         tensorboard=tensorboard,
+        wandb=wandb,
     )
     try:
         result = runner.run(what, options)
@@ -147,6 +162,18 @@ def _forwarded(
     if tensorboard is not None:
         out.append(f"--tensorboard={tensorboard.absolute()}")
     return out
+
+
+def _log_merged_to_wandb(run_dir: Path) -> None:
+    from greenprof.report.wandb import log_wandb
+    from greenprof.session import Session
+
+    try:
+        run_id = log_wandb(Session.load(run_dir))
+    except Exception as exc:  # the run directory is whole; only its copy in W&B is missing
+        click.echo(f"greenprof: could not log the merged run to W&B ({exc})", err=True)
+        return
+    click.echo(f"greenprof: merged run logged to W&B run {run_id}", err=True)
 
 
 def _announce(result: RunResult) -> None:

@@ -59,6 +59,9 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         tensorboard: a TensorBoard log folder: when the profile ends, its energy figures are
             written there as scalars (``greenprof.report.tensorboard``); a failure to write them
             is logged and loses nothing of the session.
+        wandb: log the same figures to Weights & Biases when the profile ends
+            (``greenprof.report.wandb``): ``True`` for the active run (or a new one in project
+            ``$WANDB_PROJECT``), a project name, or a wandb run object. Needs ``wandb``.
 
     As a decorator, ``@greenprof.profile()`` profiles every call of the function and returns
     its result; the latest call's session is the wrapper's ``session`` attribute (and the
@@ -89,6 +92,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         calibrate: bool = True,
         calibrate_s: float | None = None,
         tensorboard: str | Path | None = None,
+        wandb: Any = None,
     ) -> None:
         self.interval_s = check_interval_s(interval_s)
         self._sensor_spec = sensors
@@ -104,6 +108,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._calibration: CalibrationRun | None = None
         self._calibration_note = ""
         self.tensorboard = tensorboard
+        outputs.check_wandb(wandb)
+        self.wandb = wandb
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
         self.time_table: TimeTable | None = None
@@ -190,8 +196,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._capture.release()
             for sensor in self.sensors:
                 _close_quietly(sensor)
-        if self.tensorboard is not None and self.session is not None:
-            outputs.write_tensorboard(self.session, self.tensorboard)
+        if self.session is not None:
+            outputs.to_trackers(self.session, tensorboard=self.tensorboard, wandb=self.wandb)
         if interrupted is not None:
             raise interrupted
 
