@@ -143,7 +143,7 @@ def merge_parts(run_dir: Path, world_size: int | None = None) -> Session:
         if any(len(parts[r].samples()) for r in ranks)
         else None
     )
-    return Session(meta, layers, samples, first.spans())
+    return Session(meta, layers, samples, first.spans(), _rank_layers(parts))
 
 
 def _load_parts(run_dir: Path) -> dict[int, Session]:
@@ -164,6 +164,11 @@ def _summed_layers(parts: dict[int, Session]) -> pd.DataFrame:
     joined = pd.concat(frames, ignore_index=True)
     summed = joined.groupby(keys, as_index=False, sort=False)[values].sum()
     return summed.sort_values(["energy_j", "time_s"], ascending=False, ignore_index=True)
+
+
+def _rank_layers(parts: dict[int, Session]) -> pd.DataFrame:
+    """Every rank's own rows, ``rank`` first: what ``layers(by_rank=True)`` returns."""
+    return pd.concat([parts[r].layers(by_rank=True) for r in sorted(parts)], ignore_index=True)
 
 
 def _prefixed(samples: pd.DataFrame, rank: int) -> pd.DataFrame:
