@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from greenprof.errors import SessionFormatError
+from greenprof.sensors.ranks import OWN_GPU_FIX
 from greenprof.session import META_FILE, Session
 
 #: Folder of one rank's part inside a run directory.
@@ -216,6 +217,7 @@ def _merged_meta(
             f"rank(s) {', '.join(map(str, missing))} of {world_size} wrote no part (crashed, "
             "killed or still running): their joules are missing from this run",
         )
+    warnings[:0] = _shared_devices(by_rank)
     owners = [r["rank"] for r in by_rank if r["sensors"]]
     if not owners:
         warnings.append("no rank owned a sensor: no energy was recorded")
@@ -238,6 +240,20 @@ def _merged_meta(
         # Data-parallel ranks take the same steps together: a step's joules are all ranks'.
         meta["energy_per_step_j"] = total / steps
     return meta
+
+
+def _shared_devices(by_rank: list[dict[str, Any]]) -> list[str]:
+    """A warning per sensor that several ranks of one host measured: it is counted twice."""
+    owners: dict[tuple[str, str], list[int]] = {}
+    for row in by_rank:
+        for name in row["sensors"]:
+            owners.setdefault((str(row["host"]), str(name)), []).append(row["rank"])
+    return [
+        f"ranks {', '.join(map(str, ranks))} on {host} all measured {name}: its joules are "
+        f"counted {len(ranks)} times in the total. Give each rank a GPU of its own: {OWN_GPU_FIX}"
+        for (host, name), ranks in owners.items()
+        if len(ranks) > 1
+    ]
 
 
 def launch_ranks(launcher_args: list[str], greenprof_args: list[str], run_dir: Path) -> int:

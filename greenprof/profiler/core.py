@@ -23,8 +23,8 @@ from greenprof.profiler import calibration, frames, outputs
 from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
-from greenprof.sensors import Sensor, detect
-from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
+from greenprof.sensors import Sensor
+from greenprof.sensors.ranks import Ownership, current_cuda_device, resolve_sensors
 from greenprof.session import Session
 from greenprof.track.capture import CallCapture
 from greenprof.track.generation import GenerationWatch
@@ -119,6 +119,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._timeline: Timeline | None = None
         self._watch = GenerationWatch()
         self._started_at = ""
+        self._ownership: Ownership | None = None
 
     # ------------------------------------------------------------ decorator
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,7 +128,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:
-        self.sensors = _resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
+        self.sensors, self._ownership = resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
         recorder = HookRecorder()
         recorder.install()  # raises first when already profiling: nothing to clean up then
         if self.calibrate:
@@ -341,6 +342,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             ),
         )
         meta["warnings"] += calibration_warnings(calibration_facts)
+        if self._ownership is not None:  # which GPU a rank computes on, when not sure
+            meta["warnings"] += self._ownership.warnings_at_end(current_cuda_device())
         meta.update(frames.generation_facts(layers, self._watch))
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps
@@ -353,26 +356,6 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
 
 
 # ---------------------------------------------------------------------------- helpers
-def _resolve_sensors(
-    spec: Sequence[Sensor | str] | None, rated_cpu_power_w: float | None
-) -> list[Sensor]:
-    if spec is None:
-        return owned_sensors(
-            detect(rated_cpu_power_w=rated_cpu_power_w),
-            rank=local_rank(),
-            cuda_device=current_cuda_device(),
-        )
-    items = list(spec)
-    if all(isinstance(s, str) for s in items):
-        found = detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
-        # Named kinds are still shared out between ranks: each device is counted once.
-        return owned_sensors(found, rank=local_rank(), cuda_device=current_cuda_device())
-    bad = [s for s in items if not isinstance(s, Sensor)]
-    if bad:
-        raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
-    return items  # type: ignore[return-value]
-
-
 def _several_ranks() -> bool:
     import torch.distributed as dist
 
