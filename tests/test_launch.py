@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,12 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
+WANDB = importlib.util.find_spec("wandb") is not None
+
+
 def test_greenprof_run_nproc_per_node_merges_both_ranks(script, tmp_path) -> None:
+    # With wandb installed the same (costly) run also checks --wandb: one W&B run, the merged one.
+    wandb_args = ["--wandb"] if WANDB else []
     done = run(
         [
             "-m",
@@ -63,15 +69,25 @@ def test_greenprof_run_nproc_per_node_merges_both_ranks(script, tmp_path) -> Non
             "--sensor",
             "estimate",
             "--no-report",
+            *wandb_args,
             "--out",
             "run",
             script.name,
             "4",
         ],
         tmp_path,
+        WANDB_MODE="offline",
+        WANDB_DIR=str(tmp_path),
+        WANDB_SILENT="true",
     )
     assert done.returncode == 0, done.stderr
     session = Session.load(tmp_path / "run")
+    if WANDB:
+        from wandb_records import logged, only_run
+
+        _history, summary = logged(only_run(tmp_path))  # one run: no rank logged its own
+        assert summary["greenprof/estimated_energy_j"] == pytest.approx(session.total_energy_j)
+        assert summary["greenprof/rank/1/estimated_energy_j"] == 0.0
     assert session.meta["ranks"] == [0, 1] and session.meta["missing_ranks"] == []
     by_rank = session.by_rank()
     assert list(by_rank["rank"]) == [0, 1]

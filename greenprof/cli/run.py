@@ -111,7 +111,7 @@ def run(
         if (run_dir / "session.json").is_file():
             click.echo(f"greenprof: merged run of all ranks written to {shown(run_dir)}", err=True)
             if wandb:  # the merged run, once, rather than one W&B run per rank
-                _log_merged_to_wandb(run_dir)
+                _log_merged_to_wandb(run_dir, several_nodes=_several_nodes(launcher_args))
         raise SystemExit(status)
     elif launcher_args:
         fail("--launcher-arg needs --nproc-per-node")
@@ -164,12 +164,39 @@ def _forwarded(
     return out
 
 
-def _log_merged_to_wandb(run_dir: Path) -> None:
+def _several_nodes(launcher_args: tuple[str, ...]) -> bool:
+    """True when the launcher arguments ask for more than one node (``--nnodes``)."""
+    for index, arg in enumerate(launcher_args):
+        name, _, value = arg.partition("=")
+        if name == "--nnodes" and not value and index + 1 < len(launcher_args):
+            value = launcher_args[index + 1]
+        if name == "--nnodes" and value not in ("", "1", "1:1"):
+            return True
+    return False
+
+
+def _log_merged_to_wandb(run_dir: Path, *, several_nodes: bool) -> None:
+    """Log the merged run to W&B, once per run directory (every node's launcher gets here)."""
+    import os
+
     from greenprof.report.wandb import log_wandb
     from greenprof.session import Session
 
+    session = Session.load(run_dir)
+    missing = session.meta.get("missing_ranks") or []
+    if several_nodes and missing:
+        click.echo(
+            f"greenprof: not logged to W&B from this node: rank(s) {', '.join(map(str, missing))} "
+            "wrote no part yet (the launcher that ends with every part present logs the run)",
+            err=True,
+        )
+        return
+    try:  # the first launcher to get here claims the run; creating a file is atomic
+        os.close(os.open(run_dir / ".wandb-logged", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
     try:
-        run_id = log_wandb(Session.load(run_dir))
+        run_id = log_wandb(session)
     except Exception as exc:  # the run directory is whole; only its copy in W&B is missing
         click.echo(f"greenprof: could not log the merged run to W&B ({exc})", err=True)
         return
