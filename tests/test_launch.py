@@ -135,6 +135,23 @@ def test_torchrun_module_form_and_a_killed_rank_is_named(script, tmp_path) -> No
     assert session.by_rank()["energy_j"].iloc[0] > 0
 
 
+def test_a_rank_killed_under_nproc_per_node_is_named_in_the_report(script, tmp_path) -> None:
+    done = run(
+        ["-m", "greenprof", "run", "--nproc-per-node", "2", "--sensor", "estimate"]
+        + ["--no-calibrate", "--out", "run", script.name, "4"],
+        tmp_path,
+        DIE_AT="2",
+    )
+    assert done.returncode == 1  # torch.distributed.run's status when a rank failed
+    session = Session.load(tmp_path / "run")
+    assert session.meta["ranks"] == [0] and session.meta["missing_ranks"] == [1]
+    assert session.warnings[0].startswith("rank(s) 1 of 2 wrote no part")
+    page = (tmp_path / "run" / "report.html").read_text()
+    ranks = page.split("<h2>Ranks</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<td>1</td><td></td><td>wrote no part</td>" in ranks
+    assert "Rank(s) 1 of 2 wrote no part" in ranks
+
+
 def test_launcher_arguments_torch_rejects_exit_2_and_write_nothing(script, tmp_path) -> None:
     done = run(
         [
