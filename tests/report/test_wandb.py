@@ -110,3 +110,22 @@ def test_greenprof_run_wandb_logs_the_run(offline, tmp_path) -> None:
     _history, summary = logged(only_run(offline))
     assert summary["greenprof/estimated_energy_j"] == pytest.approx(session.total_energy_j)
     assert summary["greenprof/duration_s"] == pytest.approx(session.duration_s)
+
+
+def test_the_merged_run_is_logged_once_and_not_before_every_node_ended(offline, tmp_path) -> None:
+    from greenprof.cli.run import _log_merged_to_wandb, _several_nodes
+    from greenprof.launch import merge_parts
+
+    run_dir = tmp_path / "run"
+    part = synthetic_session(duration_s=1.0, n_blocks=1)
+    part.meta.update(command="c", rank=0, world_size=2)
+    part.save(run_dir / "rank-0")
+    merge_parts(run_dir).save(run_dir)  # rank 1, on another node, is still running
+    assert _several_nodes(("--nnodes=2",)) and _several_nodes(("--nnodes", "2:4"))
+    assert not _several_nodes(("--nnodes=1",)) and not _several_nodes(())
+    _log_merged_to_wandb(run_dir, several_nodes=True)
+    assert not (offline / "wandb").exists()
+    _log_merged_to_wandb(run_dir, several_nodes=False)  # one node: logged, gap and all
+    _log_merged_to_wandb(run_dir, several_nodes=False)  # the second launcher finds it claimed
+    _history, summary = logged(only_run(offline))
+    assert summary["greenprof/energy_j"] == pytest.approx(part.total_energy_j)
