@@ -55,6 +55,7 @@ def _install_presenters() -> None:
     presenters.register_presenter(
         "tensorboard", renderer("greenprof.report.tensorboard", "write_tensorboard")
     )
+    presenters.register_presenter("wandb", renderer("greenprof.report.wandb", "log_wandb"))
     presenters.register_presenter(
         "optimize_html", renderer("greenprof.report.optimize_html", "render_optimize_html")
     )

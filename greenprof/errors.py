@@ -57,3 +57,23 @@ class Terminated(SystemExit):
 
     def __str__(self) -> str:
         return f"stopped by signal {self.signum}"
+
+
+def require_module(module: str, feature: str, extra: str) -> None:
+    """Fail when an optional package a feature needs is not installed, saying how to install it.
+
+    Args:
+        module: the package's import name (``"wandb"``).
+        feature: what needs it, as the user asked for it (``"--wandb"``).
+        extra: greenprof's extra that installs it (``"wandb"``).
+
+    Raises:
+        ConfigError: ``module`` cannot be imported.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"{feature} needs the {module} package: pip install 'greenprof[{extra}]' "
+            f"(or pip install {module})"
+        )

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from greenprof.errors import SessionFormatError, Terminated
+from greenprof.sensors.ranks import OWN_GPU_FIX
 from greenprof.session import META_FILE, Session
 
 #: Folder of one rank's part inside a run directory.
@@ -143,7 +144,7 @@ def merge_parts(run_dir: Path, world_size: int | None = None) -> Session:
         if any(len(parts[r].samples()) for r in ranks)
         else None
     )
-    return Session(meta, layers, samples, first.spans())
+    return Session(meta, layers, samples, first.spans(), _rank_layers(parts))
 
 
 def _load_parts(run_dir: Path) -> dict[int, Session]:
@@ -164,6 +165,11 @@ def _summed_layers(parts: dict[int, Session]) -> pd.DataFrame:
     joined = pd.concat(frames, ignore_index=True)
     summed = joined.groupby(keys, as_index=False, sort=False)[values].sum()
     return summed.sort_values(["energy_j", "time_s"], ascending=False, ignore_index=True)
+
+
+def _rank_layers(parts: dict[int, Session]) -> pd.DataFrame:
+    """Every rank's own rows, ``rank`` first: what ``layers(by_rank=True)`` returns."""
+    return pd.concat([parts[r].layers(by_rank=True) for r in sorted(parts)], ignore_index=True)
 
 
 def _prefixed(samples: pd.DataFrame, rank: int) -> pd.DataFrame:
@@ -211,6 +217,7 @@ def _merged_meta(
             f"rank(s) {', '.join(map(str, missing))} of {world_size} wrote no part (crashed, "
             "killed or still running): their joules are missing from this run",
         )
+    warnings[:0] = _shared_devices(by_rank)
     owners = [r["rank"] for r in by_rank if r["sensors"]]
     if not owners:
         warnings.append("no rank owned a sensor: no energy was recorded")
@@ -233,6 +240,20 @@ def _merged_meta(
         # Data-parallel ranks take the same steps together: a step's joules are all ranks'.
         meta["energy_per_step_j"] = total / steps
     return meta
+
+
+def _shared_devices(by_rank: list[dict[str, Any]]) -> list[str]:
+    """A warning per sensor that several ranks of one host measured: it is counted twice."""
+    owners: dict[tuple[str, str], list[int]] = {}
+    for row in by_rank:
+        for name in row["sensors"]:
+            owners.setdefault((str(row["host"]), str(name)), []).append(row["rank"])
+    return [
+        f"ranks {', '.join(map(str, ranks))} on {host} all measured {name}: its joules are "
+        f"counted {len(ranks)} times in the total. Give each rank a GPU of its own: {OWN_GPU_FIX}"
+        for (host, name), ranks in owners.items()
+        if len(ranks) > 1
+    ]
 
 
 def launch_ranks(launcher_args: list[str], greenprof_args: list[str], run_dir: Path) -> int:

@@ -56,7 +56,7 @@ class RunOptions:
         command: the command line stored in the session, as the user typed it.
         calibrate: replay layers after the run to measure their power (see ``profile``).
         calibrate_s: the calibration's time budget; None for the default.
-        tensorboard: write energy scalars as TensorBoard event files into this folder.
+        tensorboard, wandb: also log the figures as TensorBoard scalars there, or to W&B.
     """
 
     interval_s: float = 0.01
@@ -69,6 +69,7 @@ class RunOptions:
     calibrate: bool = True
     calibrate_s: float | None = None
     tensorboard: Path | None = None
+    wandb: bool = False
 
 
 @dataclass
@@ -122,6 +123,7 @@ def run(target: Target, options: RunOptions) -> RunResult:
         calibrate=options.calibrate,
         calibrate_s=options.calibrate_s,
         tensorboard=launch.rank_folder(options.tensorboard, ranks),
+        wandb=options.wandb or None,
     )
     outcome = _Outcome()
     with launch.terminate_as_exit(lambda: outcome.running):

@@ -44,6 +44,8 @@ SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
 
 META_FILE = "session.json"
 LAYERS_FILE = "layers.csv"
+#: A merged run's layer rows of each rank (``rank`` first, then the layer columns).
+RANK_LAYERS_FILE = "layers_by_rank.csv"
 SAMPLES_FILE = "samples.csv"
 SPANS_FILE = "spans.csv"
 REPORT_FILE = "report.html"
@@ -66,7 +68,7 @@ def _frame(
 def _dtype(column: str) -> str:
     if column in ("module", "type", "phase", "sensor", "method", "region"):
         return "object"
-    if column in ("calls", "depth"):
+    if column in ("calls", "depth", "rank"):
         return "int64"
     return "float64"
 
@@ -92,6 +94,7 @@ class Session:
         layers: pd.DataFrame | None = None,
         samples: pd.DataFrame | None = None,
         spans: pd.DataFrame | None = None,
+        rank_layers: pd.DataFrame | None = None,
     ) -> None:
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
@@ -100,15 +103,31 @@ class Session:
         self._layers = _frame(layers, LAYER_COLUMNS, LAYER_EXTRA_COLUMNS)
         self._samples = _frame(samples, SAMPLE_COLUMNS)
         self._spans = _frame(spans, SPAN_COLUMNS)
+        self._rank_layers = (
+            None
+            if rank_layers is None
+            else _frame(rank_layers, ["rank", *LAYER_COLUMNS], LAYER_EXTRA_COLUMNS)
+        )
 
     # ----------------------------------------------------------------- queries
-    def layers(self) -> pd.DataFrame:
+    def layers(self, *, by_rank: bool = False) -> pd.DataFrame:
         """Return one row per (module, phase, region), highest self energy first (a copy).
 
         ``region`` is the innermost :func:`greenprof.region` the row ran in ("" outside any;
         ``eval`` for forwards without gradients in a run that also trains).
+
+        Args:
+            by_rank: one row per (rank, module, phase, region) instead, with a ``rank`` column
+                first: a merged run of several ranks keeps each rank's rows; a single process's
+                rows are all its own rank's (``meta["rank"]``, else 0).
         """
-        return self._layers.copy()
+        if not by_rank:
+            return self._layers.copy()
+        if self._rank_layers is not None:
+            return self._rank_layers.copy()
+        own = self._layers.copy()
+        own.insert(0, "rank", int(self.meta.get("rank") or 0))
+        return own
 
     def samples(self) -> pd.DataFrame:
         """Return each sensor's cumulative energy over time (``sensor, t_s, energy_j``)."""
@@ -244,6 +263,8 @@ class Session:
         self._layers.to_csv(path / LAYERS_FILE, index=False)
         self._samples.to_csv(path / SAMPLES_FILE, index=False)
         self._spans.to_csv(path / SPANS_FILE, index=False)
+        if self._rank_layers is not None:
+            self._rank_layers.to_csv(path / RANK_LAYERS_FILE, index=False)
         # Meta last: its presence marks a complete directory.
         write_json_atomic(path / META_FILE, self.meta)
         return path
@@ -284,7 +305,13 @@ class Session:
         )
         samples = _read_table(path / SAMPLES_FILE, SAMPLE_COLUMNS, required=False)
         spans = _read_table(path / SPANS_FILE, SPAN_COLUMNS, required=False)
-        return cls(meta, layers, samples, spans)
+        rank_layers = _read_table(
+            path / RANK_LAYERS_FILE,
+            ["rank", *LAYER_COLUMNS],
+            required=False,
+            optional=list(LAYER_EXTRA_COLUMNS),
+        )
+        return cls(meta, layers, samples, spans, rank_layers)
 
 
 def _read_table(

@@ -46,7 +46,12 @@ def report(run_dir: Path, output: Path | None, grid_g_per_kwh: float | None) -> 
     multiple=True,
     help='Only this region (repeatable; "" for time outside any region).',
 )
-def top(run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...]) -> None:
+@click.option(
+    "--by-rank", is_flag=True, help="One row per rank and module (runs of several ranks)."
+)
+def top(
+    run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...], by_rank: bool
+) -> None:
     """Print the modules of RUN_DIR that use the most energy."""
     session = load_run(run_dir)
     known = set(session.layers()["region"])
@@ -55,7 +60,7 @@ def top(run_dir: Path, n: int, phases: tuple[str, ...], regions: tuple[str, ...]
         shown_known = ", ".join(repr(r) for r in sorted(known))
         fail(f"{run_dir}: no region {unknown[0]!r} in this run (regions: {shown_known})")
     text = registry.get("console").text(
-        session, n=n, phases=phases or None, regions=regions or None
+        session, n=n, phases=phases or None, regions=regions or None, by_rank=by_rank
     )
     click.echo(text)
     ran = set(session.layers()["phase"])
@@ -99,6 +104,7 @@ def compare(
 
 
 _EXPORTS = [name for name in registry.names(files=True) if name != "html"]
+_TABLE_FORMATS = ("csv", "parquet")
 
 
 @cli.command(
@@ -119,14 +125,22 @@ _EXPORTS = [name for name in registry.names(files=True) if name != "html"]
     type=click.Path(path_type=Path),
     help="Output file (chrome) or folder (csv, parquet) [default: inside RUN_DIR].",
 )
-def export(run_dir: Path, fmt: str, output: Path | None) -> None:
+@click.option(
+    "--by-rank",
+    is_flag=True,
+    help="csv, parquet: the layers table with one row per rank (a rank column first).",
+)
+def export(run_dir: Path, fmt: str, output: Path | None, by_rank: bool) -> None:
     """Export RUN_DIR: a span trace with power tracks, or its tables as data files."""
+    if by_rank and fmt not in _TABLE_FORMATS:
+        fail(f"--by-rank applies to the table formats ({', '.join(_TABLE_FORMATS)}), not {fmt}")
     session = load_run(run_dir)
     renderer = registry.get(fmt)
     assert renderer.default_file is not None
+    options = {"by_rank": True} if by_rank else {}
     try:
         write_output(
-            lambda path: renderer.write(session, path),
+            lambda path: renderer.write(session, path, **options),
             output or run_dir / renderer.default_file,
             fmt,
         )

@@ -12,7 +12,7 @@ import click
 from greenprof.cli.common import fail, shown
 from greenprof.cli.group import cli
 from greenprof.cli.options import calibrate_options, cpu_power_option, grid_option, out_option
-from greenprof.errors import GreenprofError
+from greenprof.errors import GreenprofError, require_module
 from greenprof.sensors import SENSOR_KINDS
 
 if TYPE_CHECKING:
@@ -48,6 +48,12 @@ _RUN_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": Fals
     help="Also write the energy figures as TensorBoard scalars into this folder.",
 )
 @click.option(
+    "--wandb",
+    is_flag=True,
+    help="Also log the energy figures to Weights & Biases (project $WANDB_PROJECT, default "
+    "greenprof; needs wandb).",
+)
+@click.option(
     "--nproc-per-node",
     help="Launch this many processes per node through torch.distributed.run (as torchrun).",
 )
@@ -71,6 +77,7 @@ def run(
     no_calibrate: bool,
     calibrate_s: float | None,
     tensorboard: Path | None,
+    wandb: bool,
     nproc_per_node: str | None,
     launcher_args: tuple[str, ...],
     target: str,
@@ -84,6 +91,11 @@ def run(
     from greenprof import runner
 
     what = runner.Target(target, args, as_module)
+    if wandb:
+        try:
+            require_module("wandb", "--wandb", "wandb")
+        except GreenprofError as exc:
+            fail(str(exc))
     if nproc_per_node is not None:
         from greenprof import launch
 
@@ -98,6 +110,8 @@ def run(
         status = launch.launch_ranks(launcher, [*mine, *args], run_dir)
         if (run_dir / "session.json").is_file():
             click.echo(f"greenprof: merged run of all ranks written to {shown(run_dir)}", err=True)
+            if wandb:  # the merged run, once, rather than one W&B run per rank
+                _log_merged_to_wandb(run_dir, several_nodes=_several_nodes(launcher_args))
         raise SystemExit(status)
     elif launcher_args:
         fail("--launcher-arg needs --nproc-per-node")
@@ -119,6 +133,7 @@ def run(
         calibrate_s=calibrate_s,
         command=shlex.join(["greenprof", *sys.argv[1:]]),
         tensorboard=tensorboard,
+        wandb=wandb,
     )
     try:
         result = runner.run(what, options)
@@ -147,6 +162,45 @@ def _forwarded(
     if tensorboard is not None:
         out.append(f"--tensorboard={tensorboard.absolute()}")
     return out
+
+
+def _several_nodes(launcher_args: tuple[str, ...]) -> bool:
+    """True when the launcher arguments ask for more than one node (``--nnodes``)."""
+    for index, arg in enumerate(launcher_args):
+        name, _, value = arg.partition("=")
+        if name == "--nnodes" and not value and index + 1 < len(launcher_args):
+            value = launcher_args[index + 1]
+        if name == "--nnodes" and value not in ("", "1", "1:1"):
+            return True
+    return False
+
+
+def _log_merged_to_wandb(run_dir: Path, *, several_nodes: bool) -> None:
+    """Log the merged run to W&B, once per run directory (every node's launcher gets here)."""
+    import os
+
+    from greenprof.report.wandb import log_wandb
+    from greenprof.session import Session
+
+    session = Session.load(run_dir)
+    missing = session.meta.get("missing_ranks") or []
+    if several_nodes and missing:
+        click.echo(
+            f"greenprof: not logged to W&B from this node: rank(s) {', '.join(map(str, missing))} "
+            "wrote no part yet (the launcher that ends with every part present logs the run)",
+            err=True,
+        )
+        return
+    try:  # the first launcher to get here claims the run; creating a file is atomic
+        os.close(os.open(run_dir / ".wandb-logged", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    try:
+        run_id = log_wandb(session)
+    except Exception as exc:  # the run directory is whole; only its copy in W&B is missing
+        click.echo(f"greenprof: could not log the merged run to W&B ({exc})", err=True)
+        return
+    click.echo(f"greenprof: merged run logged to W&B run {run_id}", err=True)
 
 
 def _announce(result: RunResult) -> None:

@@ -24,6 +24,7 @@ from greenprof.profiler.advice import calibration_warnings, session_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
 from greenprof.sensors import Sensor
+from greenprof.sensors.ranks import Ownership, current_cuda_device, resolve_sensors
 from greenprof.session import Session
 from greenprof.track.capture import CallCapture
 from greenprof.track.generation import GenerationWatch
@@ -58,6 +59,9 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         tensorboard: a TensorBoard log folder: when the profile ends, its energy figures are
             written there as scalars (``greenprof.report.tensorboard``); a failure to write them
             is logged and loses nothing of the session.
+        wandb: log the same figures to Weights & Biases when the profile ends
+            (``greenprof.report.wandb``): ``True`` for the active run (or a new one in project
+            ``$WANDB_PROJECT``), a project name, or a wandb run object. Needs ``wandb``.
 
     As a decorator, ``@greenprof.profile()`` profiles every call of the function and returns
     its result; the latest call's session is the wrapper's ``session`` attribute (and the
@@ -88,6 +92,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         calibrate: bool = True,
         calibrate_s: float | None = None,
         tensorboard: str | Path | None = None,
+        wandb: Any = None,
     ) -> None:
         self.interval_s = check_interval_s(interval_s)
         self._sensor_spec = sensors
@@ -103,6 +108,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._calibration: CalibrationRun | None = None
         self._calibration_note = ""
         self.tensorboard = tensorboard
+        outputs.check_wandb(wandb)
+        self.wandb = wandb
         self.session: Session | None = None
         self.sensors: list[Sensor] = []
         self.time_table: TimeTable | None = None
@@ -115,6 +122,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self.host_time_table: TimeTable | None = None
         self._watch = GenerationWatch()
         self._started_at = ""
+        self._ownership: Ownership | None = None
 
     # ------------------------------------------------------------ decorator
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,7 +131,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
 
     # ------------------------------------------------------------ context
     def __enter__(self) -> profile:
-        self.sensors = resources.resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
+        self.sensors, self._ownership = resolve_sensors(self._sensor_spec, self.rated_cpu_power_w)
         recorder = HookRecorder()
         recorder.install()  # raises first when already profiling: nothing to clean up then
         if self.calibrate:
@@ -201,8 +209,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
                 self._capture.release()
             for sensor in self.sensors:
                 resources.close_quietly(sensor)
-        if self.tensorboard is not None and self.session is not None:
-            outputs.write_tensorboard(self.session, self.tensorboard)
+        if self.session is not None:
+            outputs.to_trackers(self.session, tensorboard=self.tensorboard, wandb=self.wandb)
         if interrupted is not None:
             raise interrupted
 
@@ -370,6 +378,8 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             ),
         )
         meta["warnings"] += calibration_warnings(calibration_facts)
+        if self._ownership is not None:  # which GPU a rank computes on, when not sure
+            meta["warnings"] += self._ownership.warnings_at_end(current_cuda_device())
         meta.update(frames.generation_facts(layers, self._watch))
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps

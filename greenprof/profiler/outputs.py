@@ -1,4 +1,4 @@
-"""What a profile hands on besides its session: the decorator's wrapper, TensorBoard scalars."""
+"""What a profile hands on besides its session: the decorator's wrapper, tracker logs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from greenprof.errors import ConfigError
+from greenprof.errors import ConfigError, require_module
 from greenprof.session import Session
 
 logger = logging.getLogger(__name__)
@@ -36,13 +36,26 @@ def decorated(prof: Any, func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def write_tensorboard(session: Session, logdir: str | Path) -> None:
-    """Write ``session``'s figures as TensorBoard scalars; a failure is logged, never raised."""
+def to_trackers(session: Session, *, tensorboard: str | Path | None, wandb: Any) -> None:
+    """Log ``session``'s figures to TensorBoard and/or W&B; a failure is logged, never raised."""
     from greenprof.presenters import present
 
-    try:
-        present("tensorboard", session, logdir=logdir)
-    except Exception:  # the session is whole; only its copy in TensorBoard is missing
-        logger.warning(
-            "greenprof: could not write TensorBoard scalars to %s", logdir, exc_info=True
-        )
+    wanted = [("tensorboard", {"logdir": tensorboard}, tensorboard is not None)]
+    wanted.append(("wandb", {"target": wandb}, wandb is not None and wandb is not False))
+    for name, options, on in wanted:
+        if not on:
+            continue
+        try:
+            present(name, session, **options)
+        except Exception:  # the session is whole; only its copy in the tracker is missing
+            logger.warning("greenprof: could not log the figures to %s", name, exc_info=True)
+
+
+def check_wandb(wandb: Any) -> None:
+    """Fail before anything runs when W&B logging is asked for but wandb is not installed.
+
+    Raises:
+        ConfigError: wandb is not installed, with the command that installs it.
+    """
+    if wandb is not None and wandb is not False:
+        require_module("wandb", "profile(wandb=...)", "wandb")

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from greenprof.cuda_state import cuda_in_use
-from greenprof.errors import ConfigError
-from greenprof.sensors import Sensor, detect
-from greenprof.sensors.ranks import current_cuda_device, local_rank, owned_sensors
+from greenprof.sensors import Sensor
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_sensors(
-    spec: Sequence[Sensor | str] | None, rated_cpu_power_w: float | None
-) -> list[Sensor]:
-    """The sensors ``profile(sensors=spec)`` uses, shared out between the ranks of a node."""
-    if spec is None:
-        return owned_sensors(
-            detect(rated_cpu_power_w=rated_cpu_power_w),
-            rank=local_rank(),
-            cuda_device=current_cuda_device(),
-        )
-    items = list(spec)
-    if all(isinstance(s, str) for s in items):
-        found = detect(names=[str(s) for s in items], rated_cpu_power_w=rated_cpu_power_w)
-        # Named kinds are still shared out between ranks: each device is counted once.
-        return owned_sensors(found, rank=local_rank(), cuda_device=current_cuda_device())
-    bad = [s for s in items if not isinstance(s, Sensor)]
-    if bad:
-        raise ConfigError(f"sensors must be Sensor objects or sensor kind names, got {bad[0]!r}")
-    return items  # type: ignore[return-value]
 
 
 def several_ranks() -> bool:

@@ -31,6 +31,7 @@ def render_summary(
     n: int = 10,
     phases: Iterable[str] | None = None,
     regions: Iterable[str] | None = None,
+    by_rank: bool = False,
 ) -> str:
     """Return a terminal table of the ``n`` modules with most self energy.
 
@@ -39,6 +40,7 @@ def render_summary(
         n: how many modules to list.
         phases: restrict to these phases (``forward``, ``backward``, ...); all when ``None``.
         regions: restrict to these regions ("" is outside any region); all when ``None``.
+        by_rank: one row per (rank, module), with a rank column, for runs of several ranks.
 
     Returns:
         Text: a header with totals and sensors (saying ESTIMATED where anything is estimated),
@@ -46,10 +48,11 @@ def render_summary(
     """
     phases = list(phases) if phases is not None else None
     regions = list(regions) if regions is not None else None
-    rows = module_rows(session, phases, regions)
+    rows = module_rows(session, phases, regions, by_rank=by_rank)
     lines = _header(session, phases, regions)
     table = [
         [
+            *([str(r.rank)] if by_rank else []),
             format_energy(r.energy_j),
             format_plus(r.energy_j, r.energy_lo_j, r.energy_hi_j),
             format_share(r.share),
@@ -60,13 +63,13 @@ def render_summary(
         ]
         for r in rows.head(n).itertuples()
     ]
-    headers = ["energy", "±", "share", "time", "calls", "module (type)", ""]
-    lines += _table(headers, table, right=5)
+    headers = [*(["rank"] if by_rank else []), "energy", "±", "share", "time", "calls"]
+    lines += _table([*headers, "module (type)", ""], table, right=len(headers))
     if len(rows) > n:
         rest = rows.iloc[n:]
         lines.append(
-            f"... {len(rest)} more modules, {format_energy(rest['energy_j'].sum())} "
-            f"({format_share(rest['share'].sum())})"
+            f"... {len(rest)} more {'rows' if by_rank else 'modules'}, "
+            f"{format_energy(rest['energy_j'].sum())} ({format_share(rest['share'].sum())})"
         )
     lines += [headline] if (headline := generation_headline(session)) else []
     lines += warning_lines(session.warnings)

@@ -16,6 +16,7 @@ from typing import Any
 
 from greenprof.attribute.uncertainty import NOISE_REL
 from greenprof.report import figures
+from greenprof.report.breakdown_html import ranks_html, regions_html
 from greenprof.report.generation import generation_html
 from greenprof.report.power_figure import layer_power_figure
 from greenprof.report.tables import calibration_text, display_name, layer_rows, sensor_rows
@@ -133,6 +134,8 @@ def render_html(session: Session, *, grid_g_per_kwh: float | None = None) -> str
             section("Run", _facts(session)),
             section("Warnings", _warnings(session)),
             section("Figures", _figures(session)),
+            section("Ranks", ranks_html(session)),
+            section("Regions", regions_html(session)),
             section("Generation", generation_html(session)),
             section(f"Every layer{estimated}", _layer_table(session)),
             f"<footer><p class=sub>greenprof {escape_text(__version__)}</p></footer>",

@@ -24,6 +24,8 @@ def module_rows(
     session: Session,
     phases: Iterable[str] | None = None,
     regions: Iterable[str] | None = None,
+    *,
+    by_rank: bool = False,
 ) -> pd.DataFrame:
     """Return self energy per module over the chosen phases and regions, highest first.
 
@@ -31,20 +33,33 @@ def module_rows(
         session: the profile.
         phases: phases to include; all when ``None``.
         regions: regions to include ("" is outside any region); all when ``None``.
+        by_rank: one row per (rank, module), with a ``rank`` column (see ``Session.layers``).
 
     Returns:
         Columns ``module, type, calls, time_s, energy_j, energy_lo_j, energy_hi_j, share,
         uncertainty_j, noise``; ``calls`` as :func:`greenprof.attribute.tree.self_per_module` counts
         them, ``share`` of the session's total energy.
     """
-    layers = session.layers()
+    layers = session.layers(by_rank=by_rank)
     if phases is not None:
         layers = layers[layers["phase"].isin(list(phases))]
     if regions is not None:
         layers = layers[layers["region"].isin(list(regions))]
-    rows = self_per_module(layers).reset_index()
+    if by_rank:
+        per_rank = [
+            self_per_module(rows).reset_index().assign(rank=rank)
+            for rank, rows in layers.groupby("rank", sort=True)
+        ]
+        rows = (
+            pd.concat(per_rank, ignore_index=True)
+            if per_rank
+            else self_per_module(layers).reset_index().assign(rank=0)
+        )
+    else:
+        rows = self_per_module(layers).reset_index()
+    order = ["energy_j", "rank", "module"] if by_rank else ["energy_j", "module"]
     return _with_derived(rows, session.total_energy_j).sort_values(
-        ["energy_j", "module"], ascending=[False, True], ignore_index=True
+        order, ascending=[False] + [True] * (len(order) - 1), ignore_index=True
     )
 
 

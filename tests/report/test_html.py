@@ -117,3 +117,44 @@ def test_the_report_shows_how_each_layer_was_measured(make_session):
     assert "2 modules replayed alone after the run, 1 sharing a replayed module" in page
     assert "charged to no row" in page
     assert "Power of each layer while it runs" in page
+
+
+def _section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def test_a_run_of_several_ranks_has_a_ranks_section(make_session) -> None:
+    by_rank = [
+        {"rank": 0, "host": "n1", "energy_j": 12.0, "energy_lo_j": 11.0, "energy_hi_j": 13.0}
+        | {"duration_s": 2.0, "steps": 10},
+        {"rank": 1, "host": "n1", "energy_j": 8.0, "energy_lo_j": 7.0, "energy_hi_j": 9.0}
+        | {"duration_s": 3.0, "steps": 10},
+    ]
+    page = render_html(make_session(by_rank=by_rank, ranks=[0, 1], missing_ranks=[2], world_size=3))
+    ranks = _section(page, "Ranks")
+    rows = ranks.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")
+    assert "<td>0</td><td>n1</td><td>12 J ±1 J</td><td>2 s</td><td>10</td><td>1.2 J</td>" in rows[0]
+    assert "<td>1</td>" in rows[1] and "<td>3 s</td>" in rows[1]
+    assert "<td>2</td><td></td><td>wrote no part</td>" in rows[2]
+    assert "slowest: rank 1" in ranks and "from 8 J to 12 J" in ranks
+    assert "Rank(s) 2 of 3 wrote no part" in ranks
+
+
+def test_one_process_has_no_ranks_or_regions_section(make_session) -> None:
+    page = render_html(make_session())
+    assert "<h2>Ranks</h2>" not in page and "<h2>Regions</h2>" not in page
+
+
+def test_regions_have_their_energy_time_and_top_layers(make_session) -> None:
+    session = make_session()
+    layers = session.layers()
+    layers.loc[(layers["module"] == "fc") & (layers["phase"] == "forward"), "region"] = "eval"
+    page = render_html(Session(session.meta, layers, session.samples()))
+    regions = _section(page, "Regions")
+    rows = regions.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")
+    assert rows[0].startswith("\n<tr><td>(outside any region)</td><td>14 J ±")
+    assert (
+        "<tr><td>eval</td><td>6 J ±500 mJ</td><td>30.0%</td><td>400 ms</td><td>fc 6 J</td>"
+        in (rows[1])
+    )
+    assert "fc 9 J" in rows[0]  # the backward stayed outside
