@@ -34,6 +34,24 @@ BWD_PASS_END = int(Event.BWD_PASS_END)
 REGION_ENTER = int(Event.REGION_ENTER)
 REGION_EXIT = int(Event.REGION_EXIT)
 
+#: Phases of a timeline column, and the phase of each event.
+FORWARD, BACKWARD, OPTIMIZER, OTHER = 0, 1, 2, 3
+PHASE_OF = {
+    FWD_ENTER: FORWARD,
+    FWD_EXIT: FORWARD,
+    BWD_ENTER: BACKWARD,
+    BWD_EXIT: BACKWARD,
+    BWD_PASS_END: BACKWARD,
+    OPT_ENTER: OPTIMIZER,
+    OPT_EXIT: OPTIMIZER,
+}
+
+#: A forward event of a thread other than the one that installed the hooks has code
+#: ``code + (n << THREAD_SHIFT)``, ``n`` the thread's number (1, 2, ...); ``code & CODE_MASK`` is
+#: the event. Every other event has its plain code.
+THREAD_SHIFT = 4
+CODE_MASK = (1 << THREAD_SHIFT) - 1
+
 #: Region id of time outside every region (its name is "").
 NO_REGION = 0
 #: Region id of the automatic ``eval`` region: outermost forwards run without gradients.

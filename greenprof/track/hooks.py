@@ -37,9 +37,13 @@ from greenprof.track.events import (
 )
 from greenprof.track.names import KeyInfo, KeyRegistry
 from greenprof.track.tensors import first_grad_tensor as _first_grad_tensor
+from greenprof.track.threads import ThreadState
 
 _grad_enabled = torch.is_grad_enabled
 _Tensor = torch.Tensor
+_get_ident = threading.get_ident
+# Dynamo folds this to True while it traces, so the branch it guards vanishes from the graph.
+_is_compiling = torch.compiler.is_compiling
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +78,14 @@ class HookRecorder:
         self.step_callback: Callable[[], None] | None = None
         self._ids: dict[int, int] = self._names.ids  # read on every module call
         self._in_backward = False
-        self._current_root = -1
-        self._auto_eval = False  # the open outermost forward runs without gradients
-        self._stack_keys: list[int] = []
+        # Each thread calling modules has its own stack; the installing thread's is at hand.
+        self._main = ThreadState(0)
+        self._main_ident = _get_ident()
+        self._threads: dict[int, ThreadState] = {}
+        self._stack_keys = self._main.stack
+        self._evaluating = 0  # threads whose open outermost forward runs without gradients
+        self._register_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         self.cuda: DeviceClocks | None = None
@@ -106,6 +115,7 @@ class HookRecorder:
                     "the same joules twice. Profile the outer block only."
                 )
             _active = self
+        self._main_ident = _get_ident()
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._forward_pre),
             nn_module.register_module_forward_hook(self._forward_post, always_call=True),
@@ -147,12 +157,16 @@ class HookRecorder:
             self._buf.extend((t_ns, code, key))
             self.cuda.mark(device)
 
-    def _note_cuda_device(self, key: int, module: torch.nn.Module, args: Any) -> None:
-        """Remember, once per module, the device its work runs on (where its events go)."""
+    def _note_cuda_device(
+        self, key: int, module: torch.nn.Module, args: Any, stack: list[int]
+    ) -> None:
+        """Remember, once per module, the device its work runs on (where its events go).
+
+        ``stack`` is the calling thread's stack of open modules, ``key`` on top.
+        """
         if key not in self._cuda_device:
             device = module_device(module, args)
             if device is None:  # no CUDA tensor of its own: its caller's device
-                stack = self._stack_keys
                 device = (
                     self._cuda_device.get(stack[-2], self._cuda_last)
                     if len(stack) > 1
@@ -228,57 +242,83 @@ class HookRecorder:
         key = self._ids.get(id(obj))
         return key is not None and self.keys[key].root == key
 
+    @property
+    def compiled(self) -> list[str]:
+        """Names of the ``torch.compile``-d modules seen: their insides have no rows of their own."""
+        return self._names.compiled
+
     def _key_of(self, obj: Any) -> int:
         key = self._ids.get(id(obj))
         if key is None:
-            key = self._register(obj)
+            key = self._register(obj, self._thread())
         return key
 
-    def _register(self, obj: Any) -> int:
-        return self._names.register(obj, self._stack_keys, self._current_root)
+    def _register(self, obj: Any, state: ThreadState) -> int:
+        with self._register_lock:  # threads may meet new modules at once
+            key = self._ids.get(id(obj))
+            if key is None:
+                key = self._names.register(obj, state.stack, state.root)
+            return key
 
-    def _stack_name(self) -> str:
-        return self.keys[self._stack_keys[-1]].name if self._stack_keys else ""
+    def _thread(self) -> ThreadState:
+        """The calling thread's state (made on its first module call)."""
+        ident = _get_ident()
+        if ident == self._main_ident:
+            return self._main
+        state = self._threads.get(ident)
+        if state is None:
+            with self._register_lock:
+                state = self._threads[ident] = ThreadState(len(self._threads) + 1)
+        return state
 
     # ------------------------------------------------------------ hooks
     # The hooks below run on every module call of the user's loop: they stay short, and append
     # to the event list directly unless CUDA events are needed.
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
+        if _is_compiling():
+            return  # traced by torch.compile: nothing may break its graph; the graph gets a row
         try:
+            state = self._main if _get_ident() == self._main_ident else self._thread()
             key = self._ids.get(id(module))
             if key is None:
-                key = self._register(module)
-            stack = self._stack_keys
+                key = self._register(module, state)
+            stack = state.stack
             if not stack:
-                self._enter_root(key)
+                self._enter_root(key, state)
             stack.append(key)
             if self.cuda is None:
-                self._buf.extend((self._clock(), FWD_ENTER, key))
+                self._buf.extend((self._clock(), FWD_ENTER + state.tag, key))
             else:
-                self._note_cuda_device(key, module, args)
-                self._emit(FWD_ENTER, key)
+                self._note_cuda_device(key, module, args, stack)
+                self._emit(FWD_ENTER + state.tag, key)
         except Exception:  # never raise into the user's training loop
             self._fault("forward pre-hook")
 
-    def _enter_root(self, key: int) -> None:
-        self._current_root = self.keys[key].root
+    def _enter_root(self, key: int, state: ThreadState) -> None:
+        state.root = self.keys[key].root
         if self._in_backward:
             # The engine never ran our end-of-backward callback (the pass raised).
             self._in_backward = False
             self._emit(BWD_PASS_END, -1)
         if not _grad_enabled():  # evaluation; the session keeps the label if the run trains
-            self._auto_eval = True
-            self._emit(REGION_ENTER, AUTO_EVAL)
+            state.evaluating = True
+            with self._register_lock:
+                self._evaluating += 1
+                if self._evaluating == 1:  # one eval region while any thread evaluates
+                    self._emit(REGION_ENTER, AUTO_EVAL)
 
     def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if _is_compiling():
+            return
         try:
             t_ns = self._clock()
+            state = self._main if _get_ident() == self._main_ident else self._thread()
             key = self._ids.get(id(module), -1)
             if self.cuda is None:
-                self._buf.extend((t_ns, FWD_EXIT, key))
+                self._buf.extend((t_ns, FWD_EXIT + state.tag, key))
             else:
-                self._emit(FWD_EXIT, key, t_ns)
-            stack = self._stack_keys
+                self._emit(FWD_EXIT + state.tag, key, t_ns)
+            stack = state.stack
             if stack:
                 stack.pop()
             if key >= 0 and _grad_enabled():
@@ -287,9 +327,12 @@ class HookRecorder:
                 if node is not None:
                     hook_backward(self, key, args, out, node)
             if not stack:
-                if self._auto_eval:
-                    self._auto_eval = False
-                    self._emit(REGION_EXIT, AUTO_EVAL)
+                if state.evaluating:
+                    state.evaluating = False
+                    with self._register_lock:
+                        self._evaluating -= 1
+                        if not self._evaluating:
+                            self._emit(REGION_EXIT, AUTO_EVAL)
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
@@ -325,8 +368,12 @@ class HookRecorder:
         if self.cuda is None and torch.cuda.is_initialized() and cuda_in_use():
             # The model moved to the GPU inside the profiled block: time GPU work from now on.
             self.enable_cuda(anchor_now=False)
-        if self.step_callback is not None:
-            self.step_callback()
+        # Threads end their steps at once: one drains, the others carry on without waiting.
+        if self.step_callback is not None and self._drain_lock.acquire(blocking=False):
+            try:
+                self.step_callback()
+            finally:
+                self._drain_lock.release()
 
     def _fault(self, where: str) -> None:
         self.inconsistencies += 1

@@ -24,27 +24,24 @@ import numpy as np
 from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, TimeTable
 from greenprof.track.events import (
     AUTO_EVAL,
+    BACKWARD,
     BWD_ENTER,
     BWD_EXIT,
     BWD_PASS_END,
+    FORWARD,
     FWD_ENTER,
     FWD_EXIT,
     NO_REGION,
     OPT_ENTER,
     OPT_EXIT,
+    OPTIMIZER,
+    OTHER,
     REGION_ENTER,
 )
+from greenprof.track.events import PHASE_OF as _PHASE_OF
+from greenprof.track.threads import other_event
 
-FORWARD, BACKWARD, OPTIMIZER, OTHER = 0, 1, 2, 3
-_PHASE_OF = {
-    FWD_ENTER: FORWARD,
-    FWD_EXIT: FORWARD,
-    BWD_ENTER: BACKWARD,
-    BWD_EXIT: BACKWARD,
-    BWD_PASS_END: BACKWARD,
-    OPT_ENTER: OPTIMIZER,
-    OPT_EXIT: OPTIMIZER,
-}
+__all__ = ["BACKWARD", "FORWARD", "OPTIMIZER", "OTHER", "Timeline"]
 
 
 class Timeline:
@@ -91,6 +88,7 @@ class Timeline:
         self._self_ns = np.zeros(1, np.float64)
         # Stack entries: [key, phase, column, t_enter_ns]
         self._stack: list[list[int]] = []
+        self._thread_stacks: dict[int, list[list[int]]] = {}  # by thread number (threads.py)
         self._t_last = t_start_ns
         self._segments: list[tuple[int, int, int]] = []  # (t0, t1, column) of self time
         # Cells of bins that can no longer change, in chunks (one per flush), and the open tail.
@@ -121,6 +119,7 @@ class Timeline:
         trace = self.trace
         t_last = self._t_last
         outside = self._outside
+        events = iter(events)  # other_event() may consume some
         for t_ns, code, key in events:
             if t_ns > t_last:
                 segments.append((t_last, t_ns, stack[-1][2] if stack else outside))
@@ -133,9 +132,10 @@ class Timeline:
                 calls[column] += 1
                 stack.append([key, phase, column, t_ns, len(stack)])
                 continue
-            if code >= REGION_ENTER:
-                self._region_event(code, key)
-                outside = self._outside
+            if code >= REGION_ENTER:  # a region, or a module call on another thread
+                self._t_last = t_last
+                other_event(self, t_ns, code, key, events)
+                t_last, outside = self._t_last, self._outside
                 continue
             phase = _PHASE_OF[code]
             if stack and stack[-1][0] == key and stack[-1][1] == phase:
