@@ -7,6 +7,7 @@ from typing import Any
 from greenprof.attribute.fit import TIME_SPLIT, Attribution
 from greenprof.attribute.uncertainty import NOISE_REL
 from greenprof.schema import PHASES, TimeTable
+from greenprof.track.names import KeyInfo
 
 #: At most this many "layer not resolved" warnings are listed one by one.
 MAX_RESOLUTION_WARNINGS = 20
@@ -109,3 +110,47 @@ def calibration_warnings(facts: dict[str, Any]) -> list[str]:
     for root, why in (facts.get("roots_failed") or {}).items():
         out.append(f"calibration could not run {root} again ({why}); its layers keep the fit")
     return out
+
+
+#: Layers PyTorch may run as one fused kernel, skipping their sublayers' forward (and hooks), and
+#: the sublayer whose missing calls show it.
+_FUSED_FAST_PATH = {"TransformerEncoderLayer": "self_attn"}
+
+
+def tracking_warnings(table: TimeTable, keys: list[KeyInfo], compiled: list[str]) -> list[str]:
+    """What the hooks could not see: compiled modules' insides, fused layers' sublayers."""
+    out = []
+    if compiled:
+        listed = ", ".join(name or "(root)" for name in compiled[:3])
+        more = f" and {len(compiled) - 3} more" if len(compiled) > 3 else ""
+        out.append(
+            f"{listed}{more} ran compiled by torch.compile: each compiled module is one row (its "
+            "layers ran inside the compiled graph, where no hook runs). For per-layer rows, "
+            "profile in eager mode, or exclude chosen submodules from compilation with "
+            "torch.compiler.disable(submodule)"
+        )
+    forward = PHASES.index("forward")
+    called = [
+        keys[key]
+        for (key, phase), calls in zip(table.columns, table.calls, strict=True)
+        if key >= 0 and phase == forward and calls > 0 and not keys[key].is_optimizer
+    ]
+    seen = {(info.root, info.name) for info in called}
+    fused = [
+        info.name or "(root)"
+        for info in called
+        if info.type_name in _FUSED_FAST_PATH
+        and (info.root, _child(info.name, _FUSED_FAST_PATH[info.type_name])) not in seen
+    ]
+    if fused:
+        out.append(
+            f"{len(fused)} TransformerEncoderLayer(s) (e.g. {fused[0]}) ran PyTorch's fused fast "
+            "path (evaluation without gradients): their sublayers (self_attn, linear1, ...) ran "
+            "inside one kernel and have no rows; their time is in the layer's row. For rows per "
+            "sublayer, call torch.backends.mha.set_fastpath_enabled(False) before profiling"
+        )
+    return out
+
+
+def _child(name: str, child: str) -> str:
+    return f"{name}.{child}" if name else child

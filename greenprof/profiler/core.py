@@ -20,7 +20,7 @@ from greenprof.clock import now_ns
 from greenprof.errors import ConfigError, ProfilerError, Terminated
 from greenprof.measure.sampler import Sampler, check_interval_s
 from greenprof.profiler import calibration, frames, outputs, resources
-from greenprof.profiler.advice import calibration_warnings, session_warnings
+from greenprof.profiler.advice import calibration_warnings, session_warnings, tracking_warnings
 from greenprof.profiler.calibration import CalibrationRun
 from greenprof.schema import TimeTable
 from greenprof.sensors import Sensor
@@ -380,6 +380,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         meta["warnings"] += calibration_warnings(calibration_facts)
         if self._ownership is not None:  # which GPU a rank computes on, when not sure
             meta["warnings"] += self._ownership.warnings_at_end(current_cuda_device())
+        meta["warnings"] += tracking_warnings(table, self._recorder.keys, self._recorder.compiled)
         meta.update(frames.generation_facts(layers, self._watch))
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps

@@ -244,16 +244,19 @@ class HookRecorder:
 
     @property
     def compiled(self) -> list[str]:
-        """Names of the ``torch.compile``-d modules seen: their insides have no rows of their own."""
+        """Names of the compiled modules seen: their insides have no rows of their own."""
         return self._names.compiled
 
     def _key_of(self, obj: Any) -> int:
         key = self._ids.get(id(obj))
         if key is None:
             key = self._register(obj, self._thread())
-        return key
+        return -1 if key is None else key
 
-    def _register(self, obj: Any, state: ThreadState) -> int:
+    def _register(self, obj: Any, state: ThreadState) -> int | None:
+        """The key of a module or optimizer met for the first time; None: it gets no row."""
+        if id(obj) in self._names.skipped:
+            return None
         with self._register_lock:  # threads may meet new modules at once
             key = self._ids.get(id(obj))
             if key is None:
@@ -282,6 +285,8 @@ class HookRecorder:
             key = self._ids.get(id(module))
             if key is None:
                 key = self._register(module, state)
+                if key is None:
+                    return
             stack = state.stack
             if not stack:
                 self._enter_root(key, state)
@@ -313,7 +318,9 @@ class HookRecorder:
         try:
             t_ns = self._clock()
             state = self._main if _get_ident() == self._main_ident else self._thread()
-            key = self._ids.get(id(module), -1)
+            key = self._ids.get(id(module))
+            if key is None:
+                return  # its pre-hook recorded nothing (it gets no row, or started before us)
             if self.cuda is None:
                 self._buf.extend((t_ns, FWD_EXIT + state.tag, key))
             else:
@@ -321,7 +328,7 @@ class HookRecorder:
             stack = state.stack
             if stack:
                 stack.pop()
-            if key >= 0 and _grad_enabled():
+            if _grad_enabled():
                 out = output if type(output) is _Tensor else _first_grad_tensor(output)
                 node = None if out is None else out.grad_fn
                 if node is not None:

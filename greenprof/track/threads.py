@@ -54,7 +54,9 @@ def other_event(timeline: Any, t_ns: int, code: int, key: int, events: Iterator[
 
     Args:
         timeline: the timeline; its ``_t_last`` is current (the event's interval not yet given).
-        t_ns, code, key: the event.
+        t_ns: the event's time.
+        code: its code, with its thread's number (see :data:`~.events.THREAD_SHIFT`).
+        key: its key.
         events: the rest of the events, consumed here while other threads run modules.
     """
     if code <= REGION_EXIT:
