@@ -80,7 +80,9 @@ def other_event(timeline: Any, t_ns: int, code: int, key: int, events: Iterator[
             timeline._region_event(code, key)
         else:
             _exit(timeline, stack, t_ns, code, key)
-        if not any(s for n, s in stacks.items() if n):
+        if thread and not stack:
+            del stacks[thread]  # kept only while the thread runs modules: threads come and go
+        if len(stacks) == 1:
             return
         event = next(events, None)
         if event is None:

@@ -1,5 +1,6 @@
 import threading
 
+import pytest
 import torch
 from torch import nn
 
@@ -47,6 +48,7 @@ def test_two_models_of_one_class_on_two_threads_get_their_own_rows():
     assert (fwd["calls"] == calls).all()
     assert prof.session.meta["inconsistencies"] == 0
     assert not any("did not match" in w for w in prof.session.meta["warnings"])
+    assert layers["time_s"].sum() == pytest.approx(prof.session.meta["duration_s"])
 
 
 def test_thread_time_is_shared_and_adds_up_to_the_run():
