@@ -40,6 +40,20 @@ LAYER_EXTRA_COLUMNS: dict[str, object] = {
 }
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
+#: Energy and time per window of consecutive steps (optional: older runs have none).
+STEP_COLUMNS = [
+    "window",
+    "steps",
+    "t0_s",
+    "t1_s",
+    "time_s",
+    "cpu_s",
+    "energy_j",
+    "energy_lo_j",
+    "energy_hi_j",
+]
+#: Self seconds per window and module, all phases (optional).
+STEP_MODULE_COLUMNS = ["window", "module", "time_s"]
 
 
 META_FILE = "session.json"
@@ -48,6 +62,8 @@ LAYERS_FILE = "layers.csv"
 RANK_LAYERS_FILE = "layers_by_rank.csv"
 SAMPLES_FILE = "samples.csv"
 SPANS_FILE = "spans.csv"
+STEPS_FILE = "steps.csv"
+STEP_MODULES_FILE = "step_modules.csv"
 REPORT_FILE = "report.html"
 
 
@@ -68,7 +84,7 @@ def _frame(
 def _dtype(column: str) -> str:
     if column in ("module", "type", "phase", "sensor", "method", "region"):
         return "object"
-    if column in ("calls", "depth", "rank"):
+    if column in ("calls", "depth", "rank", "window"):
         return "int64"
     return "float64"
 
@@ -95,6 +111,9 @@ class Session:
         samples: pd.DataFrame | None = None,
         spans: pd.DataFrame | None = None,
         rank_layers: pd.DataFrame | None = None,
+        *,
+        steps: pd.DataFrame | None = None,
+        step_modules: pd.DataFrame | None = None,
     ) -> None:
         self.meta = dict(meta)
         self.meta.setdefault("format_version", FORMAT_VERSION)
@@ -108,6 +127,8 @@ class Session:
             if rank_layers is None
             else _frame(rank_layers, ["rank", *LAYER_COLUMNS], LAYER_EXTRA_COLUMNS)
         )
+        self._steps = _frame(steps, STEP_COLUMNS)
+        self._step_modules = _frame(step_modules, STEP_MODULE_COLUMNS)
 
     # ----------------------------------------------------------------- queries
     def layers(self, *, by_rank: bool = False) -> pd.DataFrame:
@@ -136,6 +157,21 @@ class Session:
     def spans(self) -> pd.DataFrame:
         """Return the bounded span trace (``module, phase, t0_s, t1_s, depth``)."""
         return self._spans.copy()
+
+    def steps(self) -> pd.DataFrame:
+        """Return energy and time per window of consecutive steps (empty when not recorded).
+
+        Columns ``window, steps, t0_s, t1_s, time_s, cpu_s, energy_j, energy_lo_j,
+        energy_hi_j``: each window holds ``steps`` consecutive steps (enough to span a few sensor
+        updates; at most 100 windows a run), the first step left out; ``cpu_s`` is the process's
+        CPU time in it (against ``time_s``, it shows a machine busy with other work); joules are
+        all sensors' together.
+        """
+        return self._steps.copy()
+
+    def step_modules(self) -> pd.DataFrame:
+        """Return self seconds per window of :meth:`steps` and module (``window, module, time_s``)."""
+        return self._step_modules.copy()
 
     @property
     def total_energy_j(self) -> float:
@@ -265,6 +301,9 @@ class Session:
         self._spans.to_csv(path / SPANS_FILE, index=False)
         if self._rank_layers is not None:
             self._rank_layers.to_csv(path / RANK_LAYERS_FILE, index=False)
+        for name, frame in ((STEPS_FILE, self._steps), (STEP_MODULES_FILE, self._step_modules)):
+            if len(frame):
+                frame.to_csv(path / name, index=False)
         # Meta last: its presence marks a complete directory.
         write_json_atomic(path / META_FILE, self.meta)
         return path
@@ -311,7 +350,11 @@ class Session:
             required=False,
             optional=list(LAYER_EXTRA_COLUMNS),
         )
-        return cls(meta, layers, samples, spans, rank_layers)
+        steps = _read_table(path / STEPS_FILE, STEP_COLUMNS, required=False)
+        step_modules = _read_table(path / STEP_MODULES_FILE, STEP_MODULE_COLUMNS, required=False)
+        return cls(
+            meta, layers, samples, spans, rank_layers, steps=steps, step_modules=step_modules
+        )
 
 
 def _read_table(

@@ -92,6 +92,25 @@ def update_gaps(
     return t, t, e
 
 
+def cumulative_at(
+    t_ns: np.ndarray, energy_j: np.ndarray, at_ns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A cumulative reading at times ``at_ns``: ``(estimate, lower bound, upper bound)``.
+
+    The estimate interpolates between the counter's update points, as :func:`energy_windows`
+    does; the bounds are the readings of the polls just before and just after each time.
+    """
+    t = np.asarray(t_ns, np.float64)
+    e = np.asarray(energy_j, np.float64)
+    at = np.asarray(at_ns, np.float64)
+    lo, hi, points_e = update_gaps(t, e)
+    estimate = _interp_linear(at, 0.5 * (lo + hi), points_e)
+    before = np.clip(np.searchsorted(t, at, "right") - 1, 0, len(t) - 1)
+    after = np.clip(np.searchsorted(t, at, "left"), 0, len(t) - 1)
+    low, high = e[before], e[after]
+    return np.clip(estimate, low, np.maximum(high, low)), low, np.maximum(high, low)
+
+
 def union_of_gaps(gaps: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Merge several sensors' update gaps into sorted, disjoint ``(lo_ns, hi_ns)`` intervals."""
     lo = np.concatenate([g[0] for g in gaps]) if gaps else np.zeros(0)

@@ -22,6 +22,7 @@ from greenprof.measure.sampler import Sampler, check_interval_s
 from greenprof.profiler import calibration, frames, outputs, resources
 from greenprof.profiler.advice import calibration_warnings, session_warnings, tracking_warnings
 from greenprof.profiler.calibration import CalibrationRun
+from greenprof.profiler.steps import LoadProbe, StepMarks, step_tables
 from greenprof.schema import TimeTable
 from greenprof.sensors import Sensor
 from greenprof.sensors.ranks import Ownership, current_cuda_device, resolve_sensors
@@ -123,6 +124,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         self._watch = GenerationWatch()
         self._started_at = ""
         self._ownership: Ownership | None = None
+        self._marks, self._load = StepMarks(), LoadProbe()
 
     # ------------------------------------------------------------ decorator
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -155,6 +157,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             gaps=self._known_gaps,
         )
         recorder.step_callback = self._maybe_drain
+        self._marks, self._load = StepMarks(), LoadProbe()
         self._recorder = recorder
         self._watch.install()
         return self
@@ -172,7 +175,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         cuda = self._recorder.cuda
         resources.wait_for_devices(cuda.devices if cuda is not None else ())
         t_end_ns = now_ns()
-        meta = dict(self.extra_meta)
+        meta = {**self.extra_meta, "load": self._load.facts()}
         if exc_type is not None:
             meta.setdefault("interrupted", issubclass(exc_type, (KeyboardInterrupt, Terminated)))
             meta.setdefault("error", f"{exc_type.__name__}: {exc}")
@@ -304,6 +307,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         return union_of_gaps([update_gaps(t_ns, energy_j)[:2] for t_ns, energy_j in series])
 
     def _maybe_drain(self) -> None:
+        self._marks.add(now_ns())
         capture = self._capture
         if capture is not None and capture.calls:
             # A step after the first root call finished: stop looking at every module call.
@@ -384,9 +388,12 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         meta.update(frames.generation_facts(layers, self._watch))
         if table.steps:
             meta["energy_per_step_j"] = result.total_j / table.steps
+        steps, step_modules = step_tables(self._marks, table, series, names, self.interval_s)
         return Session(
             meta,
             layers,
             frames.samples_frame(series, table.t_start_ns),
             frames.spans_frame(table, names),
+            steps=steps,
+            step_modules=step_modules,
         )
