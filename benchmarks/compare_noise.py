@@ -7,7 +7,7 @@ Run by hand (not part of the test suite):
 It writes a small training script (an MLP of a few blocks), runs it ``--runs`` times through
 ``python -m greenprof run``, ``--busy`` of them (spread over the series) beside a busy background process
 (one spinning Python process per logical CPU), then one more run with ``--wide`` (one layer,
-``blocks.2.fc``, made twice as expensive). It compares every pair of the plain runs at the default
+``2.fc.fc``, made twice as wide, so twice as expensive). It compares every pair of the plain runs at the default
 threshold and prints how many pairs were falsely flagged (a regression where nothing changed in
 the code) and how many of them ``compare`` put down to the machine, then compares each plain run
 with the widened one and prints how often the widened layer was flagged. Every figure printed is
@@ -44,7 +44,7 @@ class Wide(torch.nn.Module):
 class Block(torch.nn.Module):
     def __init__(self, width, factor=1):
         super().__init__()
-        self.fc = Wide(width, factor) if factor > 1 or wide else torch.nn.Linear(width, width)
+        self.fc = Wide(width, factor)
         self.act = torch.nn.ReLU()
 
     def forward(self, x):
@@ -129,7 +129,7 @@ def main() -> None:
         plain.append((out, busy))
     wide = root / "wide"
     took = run_once(script, wide, args.steps, wide=True, busy=False)
-    print(f"run wide (blocks.2.fc twice as expensive): {took:.2f} s")
+    print(f"run wide (2.fc.fc twice as expensive): {took:.2f} s")
 
     flagged = machine = pairs = 0
     for (a, busy_a), (b, busy_b) in itertools.combinations(plain, 2):
@@ -146,8 +146,8 @@ def main() -> None:
     caught = 0
     for a, _ in plain:
         code, text = compare(a, wide)
-        worse = [line for line in text.splitlines() if "got worse" in line]
-        caught += code == 1 and any("blocks.2.fc" in line for line in worse)
+        rows = text.splitlines()
+        caught += code == 1 and any("WORSE" in r and r.rstrip().endswith(" 2.fc.fc") for r in rows)
         if args.show and not (code == 1):
             print(f"--- {a.name} -> wide: not flagged\n{text}")
     print(f"widened layer: flagged in {caught} of {len(plain)} comparisons")

@@ -170,7 +170,7 @@ class Session:
         return self._steps.copy()
 
     def step_modules(self) -> pd.DataFrame:
-        """Return self seconds per window of :meth:`steps` and module (``window, module, time_s``)."""
+        """Return self seconds per window of :meth:`steps` and module (all phases summed)."""
         return self._step_modules.copy()
 
     @property

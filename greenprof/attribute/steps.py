@@ -105,6 +105,5 @@ def step_windows(
         self_s = sparse.csr_matrix((0, len(table.columns)))
     else:
         self_s = window_times(table, Windows(edges, edges.copy(), energy))
-    return StepWindows(
-        edges.astype(np.int64), np.full(n, float(steps_per_window)), energy, energy_lo, energy_hi, self_s
-    )
+    steps = np.full(n, float(steps_per_window))
+    return StepWindows(edges.astype(np.int64), steps, energy, energy_lo, energy_hi, self_s)

@@ -94,12 +94,17 @@ def compare(
 
     try:
         comparison = compare_sessions(
-            load_run(run_a), load_run(run_b), str(run_a), str(run_b), force=force
+            load_run(run_a),
+            load_run(run_b),
+            str(run_a),
+            str(run_b),
+            force=force,
+            threshold_pct=threshold_pct,
         )
     except NoCommonModules as exc:
         fail(str(exc))
-    click.echo(render_comparison(comparison, n=n, threshold_pct=threshold_pct))
-    if fail_on_regression and len(comparison.worse(threshold_pct)):
+    click.echo(render_comparison(comparison, n=n))
+    if fail_on_regression and len(comparison.worse()):
         raise SystemExit(1)
 
 

@@ -65,8 +65,12 @@ class LoadProbe:
         return time.perf_counter(), time.process_time(), int(usage.ru_nivcsw)
 
     def facts(self) -> dict[str, Any]:
-        """``meta["load"]``: ``wall_s``, ``cpu_s``, ``cpu_per_wall``, ``involuntary_switches``,
-        ``load_avg_1m`` and ``logical_cpus`` from the start of the profile to now."""
+        """Return ``meta["load"]``: the figures from the start of the profile to now.
+
+        ``wall_s``, ``cpu_s`` (this process, all threads), ``cpu_per_wall``,
+        ``involuntary_switches`` (times the process was preempted), ``load_avg_1m`` and
+        ``logical_cpus``.
+        """
         wall, cpu, switches = self._read()
         wall_s, cpu_s = wall - self._start[0], cpu - self._start[1]
         try:

@@ -2,24 +2,29 @@
 
 A module got *worse* only when its change is beyond both uncertainties and above the threshold:
 
-* the measurement's: the bounds of a module measured by the same sensors move together (their
-  doubt is about the layer's power, which both runs share), so the change must keep its sign
-  from the lower bounds to the upper bounds; with different sensors the intervals must not
-  overlap at all;
-* run-to-run: the same script run twice does not cost the same. Without a per-step series to
-  measure it from, each figure is taken to vary by :data:`RUN_TO_RUN_REL` between runs (stated in
-  the output).
+* the measurement's: each run's attribution is its own estimate (its own fit and replays), so a
+  module's intervals in the two runs are independent (combined in quadrature); the totals of the
+  same sensors share the sensors' calibration, so their bounds move together;
+* run-to-run: the same script run twice does not cost the same. Where both runs recorded their
+  steps (``steps.csv``), each figure's variation is measured by resampling the run's windows of
+  steps (:mod:`greenprof.report.run_to_run`); older run directories have no such series, and each
+  figure is then taken to vary by :data:`RUN_TO_RUN_REL` (the output says which). The change
+  must clear both runs' intervals (they must not overlap), not only a 95% interval of the
+  difference, which one same-script pair in twenty would cross.
 
-When the step counts differ, figures are compared per step (and the output says so). When every
-module moved by a similar factor, the machine changed (other load, clock speed), not the code:
-that factor is reported, and each module is judged against it, so a layer that got worse on its
-own is still caught.
+The whole-run total is compared without ``(startup)``, which happens once per run and is shown on
+its own row, never as a regression. When the step counts differ, figures are compared per step
+(and the output says so). When nearly every module moved by a similar factor and the load
+evidence says the machine was busier in B (B's process got less CPU time per wall second, or the
+machine's load rose), the machine changed, not the code: that factor is reported, the run is no
+regression, and each module is judged against it, so a layer that got worse on its own is still
+caught. Runs whose directories hold no load evidence are given the same benefit of the doubt;
+where the evidence says the machine was not busier, a common factor is the code's.
 
 Example:
     >>> from greenprof.session import Session
-    >>> a = Session.load("reports/before")  # doctest: +SKIP
-    >>> b = Session.load("reports/after")  # doctest: +SKIP
-    >>> compare_sessions(a, b).worse(threshold_pct=5.0)  # doctest: +SKIP
+    >>> before, after = Session.load("runs/a"), Session.load("runs/b")  # doctest: +SKIP
+    >>> compare_sessions(before, after).worse(threshold_pct=5.0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,19 +37,23 @@ import pandas as pd
 
 from greenprof.attribute.uncertainty import uncertainty_j
 from greenprof.errors import GreenprofError
+from greenprof.report.compare_notes import comparison_notes
+from greenprof.report.run_to_run import (
+    MachineLoad,
+    RunSpread,
+    alike_factor,
+    machine_load,
+    run_spread,
+)
 from greenprof.report.tables import module_rows
 from greenprof.schema import NOT_MODULES, STARTUP_MODULE
 from greenprof.session import Session
 
 _BOUNDS = ["energy_j", "energy_lo_j", "energy_hi_j"]
-#: Run-to-run variation assumed for every figure, relative, as a 95% half-width.
+#: Run-to-run variation assumed for a figure with no measured series, relative, 95% half-width.
 RUN_TO_RUN_REL = 0.10
-#: Modules below this share of a run's energy do not vote on a common factor.
-_FACTOR_MIN_SHARE = 0.01
-#: At least this many modules must vote before a change is called the machine's.
-_FACTOR_MIN_VOTERS = 3
-#: Share of the voting modules (and of their energy) that must move alike.
-_FACTOR_MAJORITY = 0.6
+#: Default of ``--threshold-pct``: smaller rises are never regressions.
+THRESHOLD_PCT = 5.0
 
 
 class NoCommonModules(GreenprofError):
@@ -59,7 +68,8 @@ class Change:
         energy_a_j: joules in run A, with bounds ``energy_a_lo_j`` / ``energy_a_hi_j``.
         energy_b_j: joules in run B, with bounds ``energy_b_lo_j`` / ``energy_b_hi_j``.
         run_to_run_j: ``±`` of the change from run-to-run variation.
-        correlated: True when both runs used the same sensors (bounds move together).
+        correlated: True when the bounds of A and B move together (the same sensors' totals);
+            False when they are independent estimates (combined in quadrature).
         expected_factor: B is expected at this multiple of A (the machine's common factor).
     """
 
@@ -84,10 +94,10 @@ class Change:
         if self.correlated:
             low = self.energy_b_lo_j - self.energy_a_lo_j
             high = self.energy_b_hi_j - self.energy_a_hi_j
-        else:
-            low = self.energy_b_lo_j - self.energy_a_hi_j
-            high = self.energy_b_hi_j - self.energy_a_lo_j
-        return float(uncertainty_j(self.delta_j, min(low, high), max(low, high)))
+            return float(uncertainty_j(self.delta_j, min(low, high), max(low, high)))
+        plus_a = uncertainty_j(self.energy_a_j, self.energy_a_lo_j, self.energy_a_hi_j)
+        plus_b = uncertainty_j(self.energy_b_j, self.energy_b_lo_j, self.energy_b_hi_j)
+        return float(math.hypot(plus_a, plus_b))
 
     @property
     def delta_uncertainty_j(self) -> float:
@@ -104,18 +114,29 @@ class Change:
         """B minus what B would be had it moved only by the machine's factor."""
         return self.energy_b_j - self.expected_factor * self.energy_a_j
 
+    @property
+    def own_pct(self) -> float:
+        """:attr:`own_delta_j` relative to A after the factor, percent; NaN when A is zero."""
+        expected = self.expected_factor * self.energy_a_j
+        return 100.0 * self.own_delta_j / expected if expected > 0 else math.nan
+
     def _beyond(self, delta_j: float) -> bool:
         return abs(delta_j) > self.measurement_j and abs(delta_j) > self.run_to_run_j
 
     @property
-    def worse(self) -> bool:
-        """True when B rose, on its own, beyond both uncertainties."""
+    def rose(self) -> bool:
+        """True when B rose, on its own, beyond both uncertainties (whatever the threshold)."""
         return self.own_delta_j > 0 and self._beyond(self.own_delta_j)
+
+    def worse(self, threshold_pct: float = THRESHOLD_PCT) -> bool:
+        """True when B rose on its own beyond both uncertainties and by over ``threshold_pct``."""
+        pct = self.own_pct
+        return self.rose and (math.isnan(pct) or pct > threshold_pct)
 
     @property
     def better(self) -> bool:
-        """True when B fell, on its own, beyond both uncertainties."""
-        return self.own_delta_j < 0 and self._beyond(self.own_delta_j)
+        """True when B fell beyond both uncertainties."""
+        return self.delta_j < 0 and self._beyond(self.delta_j)
 
 
 @dataclass
@@ -125,13 +146,19 @@ class Comparison:
     Attributes:
         label_a: what run A is called in output (its directory, usually).
         label_b: likewise for run B.
-        total: the change of the whole-run energy (per step when :attr:`per_step`).
+        total: the change of the run's energy without ``(startup)`` (per step when
+            :attr:`per_step`).
         rows: one row per module (see :func:`compare_sessions`).
-        notes: caveats: estimated runs, per-step normalisation, coverage, the machine's factor.
+        notes: caveats: estimated runs, per-step normalisation, coverage, how run-to-run
+            variation was found, the machine's factor.
         per_step: True when figures are joules per step (the step counts differ).
-        machine_factor: B's energy over A's common to most modules (1.0 when none is).
+        machine_factor: B's energy over A's common to most modules and put down to the machine
+            (1.0 when none is).
+        load: what the load evidence says (None where neither run recorded any).
         coverage_a: share of run A's energy in modules that run B also has.
         coverage_b: share of run B's energy in modules that run A also has.
+        threshold_pct: the threshold the rows' ``worse`` and ``verdict`` were judged at.
+        measured_spread: True when both runs' run-to-run variation was measured from their steps.
     """
 
     label_a: str
@@ -141,22 +168,38 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     per_step: bool = False
     machine_factor: float = 1.0
+    load: MachineLoad | None = None
     coverage_a: float = 1.0
     coverage_b: float = 1.0
+    threshold_pct: float = THRESHOLD_PCT
+    measured_spread: bool = False
 
-    def worse(self, threshold_pct: float = 0.0) -> pd.DataFrame:
+    def worse(self, threshold_pct: float | None = None) -> pd.DataFrame:
         """Return modules that got worse beyond uncertainty and by more than ``threshold_pct``.
 
         The percentage is of the module's own energy in A, after the machine's common factor; a
         module new in B counts when its energy is beyond its uncertainty, whatever the threshold.
+        ``None``: the threshold the comparison was made at.
         """
         rows = self.rows
-        above = rows["own_pct"].isna() | (rows["own_pct"] > threshold_pct)
-        return rows[rows["worse"] & above].reset_index(drop=True)
+        threshold = self.threshold_pct if threshold_pct is None else threshold_pct
+        above = rows["own_pct"].isna() | (rows["own_pct"] > threshold)
+        return rows[rows["rose"] & above].reset_index(drop=True)
+
+    @property
+    def total_worse(self) -> bool:
+        """True when the total rose beyond uncertainty and threshold, not by the machine."""
+        return self.machine_factor == 1.0 and self.total.worse(self.threshold_pct)
 
 
 def compare_sessions(
-    a: Session, b: Session, label_a: str = "A", label_b: str = "B", *, force: bool = False
+    a: Session,
+    b: Session,
+    label_a: str = "A",
+    label_b: str = "B",
+    *,
+    force: bool = False,
+    threshold_pct: float = THRESHOLD_PCT,
 ) -> Comparison:
     """Return the per-module change of self energy (all phases) from run ``a`` to run ``b``.
 
@@ -166,12 +209,16 @@ def compare_sessions(
         label_a: how run A is named in output.
         label_b: how run B is named in output.
         force: compare even when the runs share no module (then only the totals mean anything).
+        threshold_pct: a module rose too little to be worse at or below this many percent.
 
     Returns:
         A :class:`Comparison` whose ``rows`` hold ``module, type, present_a, present_b,
         energy_a_j, energy_a_lo_j, energy_a_hi_j, energy_b_j, energy_b_lo_j, energy_b_hi_j,
-        delta_j, delta_uncertainty_j, delta_pct, own_pct, worse, better, verdict``, worse modules
-        first, then by size of change.
+        delta_j, delta_uncertainty_j, run_to_run_j, delta_pct, own_pct, rose, worse, better,
+        verdict``, worse modules first, then by size of change. ``verdict`` is ``WORSE``,
+        ``NEW, WORSE``, ``better``, ``below threshold`` (a rise beyond uncertainty, too small),
+        ``machine`` (a rise the machine's factor explains), ``within noise``, ``new``,
+        ``removed`` or ``once`` (``(startup)``).
 
     Raises:
         NoCommonModules: the runs share no module and ``force`` is False.
@@ -186,37 +233,48 @@ def compare_sessions(
             f"{label_a} and {label_b} share no module: they profile different models. "
             "Use --force to compare their totals anyway."
         )
-    coverage_a = _share(joined, both, "energy_a_j")
-    coverage_b = _share(joined, both, "energy_b_j")
-    correlated = _same_sensors(a, b)
-    factor = _machine_factor(joined[real])
+    spread_a, spread_b = _spread(a, rows_a), _spread(b, rows_b)
+    rel_a = _relative(joined["module"], spread_a)
+    rel_b = _relative(joined["module"], spread_b)
+    # The two runs' intervals must not overlap: a 95% interval of the difference would be
+    # crossed by one same-script pair in twenty, and CI compares many pairs.
+    joined["run_to_run_j"] = rel_a * joined["energy_a_j"] + rel_b * joined["energy_b_j"]
+    load = machine_load(spread_a, spread_b, a.meta, b.meta)
+    alike = alike_factor(
+        joined.loc[real, "energy_a_j"].to_numpy(float),
+        joined.loc[real, "energy_b_j"].to_numpy(float),
+        np.hypot(rel_a[real], rel_b[real]),
+        RUN_TO_RUN_REL,
+        busier=load is not None and load.busier,
+    )
+    # A common factor is the machine's where the evidence says B's machine was busier, or
+    # where neither run recorded evidence; never below 1 (a faster machine excuses nothing).
+    factor = alike if alike > 1.0 and (load is None or load.busier) else 1.0
     changes = [
         Change(
             *values,
-            run_to_run_j=_run_to_run_j(values[0], values[3]),
-            correlated=correlated,
+            run_to_run_j=r2r,
             expected_factor=factor if in_a and in_b else 1.0,
         )
-        for values, in_a, in_b in zip(
+        for values, r2r, in_a, in_b in zip(
             joined[_change_columns()].itertuples(index=False),
+            joined["run_to_run_j"],
             joined["present_a"],
             joined["present_b"],
             strict=True,
         )
     ]
+    # Startup happens once per run: one sample each, whose variation (cold caches) is unknown.
+    once = (joined["module"] == STARTUP_MODULE).to_numpy()
     joined["delta_j"] = [c.delta_j for c in changes]
     joined["delta_uncertainty_j"] = [c.delta_uncertainty_j for c in changes]
     joined["delta_pct"] = [c.delta_pct for c in changes]
-    joined["own_pct"] = [
-        100.0 * c.own_delta_j / (c.expected_factor * c.energy_a_j) if c.energy_a_j > 0 else math.nan
-        for c in changes
-    ]
-    # Startup happens once per run: one sample each, whose variation (cold caches) is unknown.
-    once = (joined["module"] == STARTUP_MODULE).to_numpy()
-    joined["worse"] = [c.worse and not o for c, o in zip(changes, once, strict=True)]
-    joined["better"] = [c.better and not o for c, o in zip(changes, once, strict=True)]
+    joined["own_pct"] = [c.own_pct for c in changes]
+    for name, judge in (("rose", Change.rose.fget), ("better", Change.better.fget)):
+        joined[name] = [judge(c) and not o for c, o in zip(changes, once, strict=True)]
+    joined["worse"] = [c.worse(threshold_pct) and not o for c, o in zip(changes, once, strict=True)]
     joined["verdict"] = [
-        "once" if o else _verdict(c, in_a, in_b)
+        "once" if o else _verdict(c, in_a, in_b, threshold_pct)
         for c, o, in_a, in_b in zip(
             changes, once, joined["present_a"], joined["present_b"], strict=True
         )
@@ -224,19 +282,69 @@ def compare_sessions(
     joined["_size"] = np.abs(joined["delta_j"])
     rows = joined.sort_values(["worse", "_size", "module"], ascending=[False, False, True])
     rows = rows.drop(columns="_size").reset_index(drop=True)
-    total = Change(
-        a.total_energy_j * scale_a,
-        a.total_energy_lo_j * scale_a,
-        a.total_energy_hi_j * scale_a,
-        b.total_energy_j * scale_b,
-        b.total_energy_lo_j * scale_b,
-        b.total_energy_hi_j * scale_b,
-        run_to_run_j=_run_to_run_j(a.total_energy_j * scale_a, b.total_energy_j * scale_b),
-        correlated=correlated,
+    total = _total_change(a, b, rows_a, rows_b, (scale_a, scale_b), (spread_a, spread_b), factor)
+    coverage = (_share(joined, both, "energy_a_j"), _share(joined, both, "energy_b_j"))
+    notes = comparison_notes(
+        a,
+        b,
+        per_step=per_step,
+        factor=factor,
+        alike=alike,
+        load=load,
+        coverage=coverage,
+        shared=bool(real.any()),
+        spreads=(spread_a, spread_b),
+        fallback_rel=RUN_TO_RUN_REL,
     )
-    notes = _notes(a, b, per_step, factor, coverage_a, coverage_b, real.any())
+    measured = spread_a is not None and spread_b is not None
     return Comparison(
-        label_a, label_b, total, rows, notes, per_step, factor, coverage_a, coverage_b
+        label_a,
+        label_b,
+        total,
+        rows,
+        notes,
+        per_step,
+        factor,
+        load,
+        *coverage,
+        threshold_pct,
+        measured,
+    )
+
+
+def _spread(session: Session, rows: pd.DataFrame) -> RunSpread | None:
+    own = rows.set_index("module")
+    return run_spread(session, own["energy_j"], own["time_s"])
+
+
+def _relative(modules: pd.Series, spread: RunSpread | None) -> np.ndarray:
+    """Each module's relative run-to-run half-width (the fallback where none was measured)."""
+    if spread is None:
+        return np.full(len(modules), RUN_TO_RUN_REL)
+    return np.array([spread.module_rel.get(m, RUN_TO_RUN_REL) for m in modules], float)
+
+
+def _total_change(
+    a: Session,
+    b: Session,
+    rows_a: pd.DataFrame,
+    rows_b: pd.DataFrame,
+    scales: tuple[float, float],
+    spreads: tuple[RunSpread | None, RunSpread | None],
+    factor: float,
+) -> Change:
+    """The whole run's change without ``(startup)``, with the bounds the sensors give."""
+    values = []
+    for session, rows, scale in ((a, rows_a, scales[0]), (b, rows_b, scales[1])):
+        startup = float(rows.loc[rows["module"] == STARTUP_MODULE, "energy_j"].sum())
+        bounds = (session.total_energy_j, session.total_energy_lo_j, session.total_energy_hi_j)
+        values += [max(v - startup, 0.0) * scale for v in bounds]
+    rel = [RUN_TO_RUN_REL if s is None else s.total_rel for s in spreads]
+    return Change(
+        *values,
+        run_to_run_j=rel[0] * values[0] + rel[1] * values[3],
+        correlated=_same_sensors(a, b),
+        expected_factor=factor,
     )
 
 
@@ -249,10 +357,6 @@ def _scales(a: Session, b: Session) -> tuple[float, float, bool]:
     return 1.0, 1.0, False
 
 
-def _run_to_run_j(energy_a_j: float, energy_b_j: float) -> float:
-    return RUN_TO_RUN_REL * math.hypot(energy_a_j, energy_b_j)
-
-
 def _share(joined: pd.DataFrame, mask: pd.Series, column: str) -> float:
     total = float(joined[column].sum())
     return float(joined.loc[mask, column].sum()) / total if total > 0 else 1.0
@@ -263,29 +367,6 @@ def _same_sensors(a: Session, b: Session) -> bool:
         return sorted((str(x.get("name")), bool(x.get("measured"))) for x in s.meta["sensors"])
 
     return bool(a.meta["sensors"]) and kinds(a) == kinds(b)
-
-
-def _machine_factor(common: pd.DataFrame) -> float:
-    """B over A shared by most modules, or 1.0 when the modules did not move alike.
-
-    Each module with a noticeable share votes once, whatever its size: one big layer that got
-    worse must not pass for the machine.
-    """
-    a, b = common["energy_a_j"].to_numpy(float), common["energy_b_j"].to_numpy(float)
-    share_a = a / a.sum() if a.sum() > 0 else a
-    share_b = b / b.sum() if b.sum() > 0 else b
-    vote = (a > 0) & (b > 0) & ((share_a >= _FACTOR_MIN_SHARE) | (share_b >= _FACTOR_MIN_SHARE))
-    if vote.sum() < _FACTOR_MIN_VOTERS:
-        return 1.0
-    ratio = b[vote] / a[vote]
-    factor = float(np.exp(np.median(np.log(ratio))))
-    if abs(factor - 1.0) <= RUN_TO_RUN_REL:
-        return 1.0
-    alike = np.abs(ratio / factor - 1.0) <= RUN_TO_RUN_REL
-    weight = a[vote] + b[vote]
-    by_count = alike.mean() >= _FACTOR_MAJORITY
-    by_energy = weight[alike].sum() >= _FACTOR_MAJORITY * weight.sum()
-    return factor if by_count and by_energy else 1.0
 
 
 def _change_columns() -> list[str]:
@@ -309,60 +390,17 @@ def _join(a: pd.DataFrame, b: pd.DataFrame, scale_a: float, scale_b: float) -> p
     return joined[["module", "type", "present_a", "present_b", *_change_columns()]]
 
 
-def _verdict(change: Change, in_a: bool, in_b: bool) -> str:
+def _verdict(change: Change, in_a: bool, in_b: bool, threshold_pct: float) -> str:
     if not in_a:
-        return "NEW, WORSE" if change.worse else "new"
+        return "NEW, WORSE" if change.rose else "new"
     if not in_b:
         return "removed"
-    if change.worse:
+    if change.worse(threshold_pct):
         return "WORSE"
+    if change.rose:
+        return "below threshold"
     if change.better:
         return "better"
-    return "~"
-
-
-def _notes(
-    a: Session,
-    b: Session,
-    per_step: bool,
-    factor: float,
-    coverage_a: float,
-    coverage_b: float,
-    shared: bool,
-) -> list[str]:
-    notes = []
-    if a.estimated != b.estimated:
-        which = "A" if a.estimated else "B"
-        notes.append(
-            f"run {which} is estimated and the other measured: the change includes the method"
-        )
-    elif a.estimated:
-        notes.append("both runs are ESTIMATED")
-    names_a = sorted(str(s.get("name")) for s in a.meta.get("sensors", []))
-    names_b = sorted(str(s.get("name")) for s in b.meta.get("sensors", []))
-    if names_a != names_b:
-        notes.append(f"sensors differ: A {names_a or 'none'}, B {names_b or 'none'}")
-    if per_step:
-        notes.append(
-            f"step counts differ (A {a.meta['steps']}, B {b.meta['steps']}): "
-            "figures are joules per step"
-        )
-    notes.append(
-        f"run-to-run variation taken as ±{100 * RUN_TO_RUN_REL:g}% of each figure "
-        "(no per-step series in these runs to measure it from)"
-    )
-    if not shared:
-        notes.append("the runs share no module: only the totals compare (--force)")
-    elif coverage_a < 0.999 or coverage_b < 0.999:
-        notes.append(
-            f"modules in both runs hold {100 * coverage_a:.0f}% of A's energy and "
-            f"{100 * coverage_b:.0f}% of B's; the rest is in modules new or removed"
-        )
-    if STARTUP_MODULE in set(a.layers()["module"]) | set(b.layers()["module"]):
-        notes.append(f"{STARTUP_MODULE} is compared per run and never counts as a regression")
-    if factor != 1.0:
-        notes.append(
-            f"every module moved by a similar factor (x{factor:.2f}): the machine changed "
-            "(other load, clock speed), not the code; modules are judged against that factor"
-        )
-    return notes
+    if change.expected_factor != 1.0 and change.delta_j > 0:
+        return "machine"
+    return "within noise"

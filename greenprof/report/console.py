@@ -91,13 +91,18 @@ def warning_lines(warnings: list[str]) -> list[str]:
     return shown
 
 
-def render_comparison(comparison: Comparison, n: int = 20, threshold_pct: float = 0.0) -> str:
+def render_comparison(
+    comparison: Comparison, n: int = 20, threshold_pct: float | None = None
+) -> str:
     """Return a terminal table of per-module changes from run A to run B.
 
-    Modules that got worse beyond their uncertainty (and by more than ``threshold_pct``) come
-    first, marked ``WORSE``; then the largest changes. ``~`` marks a change inside the
-    uncertainty; ``new`` and ``removed`` modules are in one run only.
+    Modules that got worse beyond their uncertainty and by more than ``threshold_pct`` (default:
+    the comparison's) come first, marked ``WORSE``; then the largest changes, each with its
+    verdict (``within noise``, ``below threshold``, ``machine``, ``better``, ``new``,
+    ``removed``, ``once``).
     """
+    if threshold_pct is None:
+        threshold_pct = comparison.threshold_pct
     rows = comparison.rows
     total = comparison.total
     unit = "/step" if comparison.per_step else ""
@@ -105,8 +110,10 @@ def render_comparison(comparison: Comparison, n: int = 20, threshold_pct: float 
     amount_b = _amount(total.energy_b_j, total.energy_b_lo_j, total.energy_b_hi_j) + unit
     if comparison.machine_factor != 1.0:
         verdict = "(the machine's change: every module alike)"
+    elif total.worse(threshold_pct):
+        verdict = "WORSE"
     else:
-        verdict = "WORSE" if total.worse else "better" if total.better else "(within uncertainty)"
+        verdict = "better" if total.better else "(within uncertainty and threshold)"
     label = "total per step" if comparison.per_step else "total"
     lines = [
         f"A: {comparison.label_a}  {amount_a}",

@@ -187,3 +187,95 @@ def _nest(
     for i, kid in enumerate(kids):
         start = t0_s + (t1_s - t0_s) * 0.05 + i * inner_s
         _nest(rows, children, kid, phase, start, start + inner_s, depth + 1)
+
+
+def stepped_session(
+    step_cost_s: dict[str, float],
+    *,
+    windows: int = 50,
+    steps_per_window: int = 4,
+    noise_rel: float = 0.05,
+    power_w: float = 10.0,
+    cpu_per_wall: float = 0.97,
+    load_per_cpu: float = 0.1,
+    drift_rel: float = 0.0,
+    seed: int = 0,
+) -> Session:
+    """Return a Session with a per-step series (``steps.csv``), as ``greenprof run`` records it.
+
+    Each module's self time per step is ``step_cost_s[module]``, with a run-wide level shift of
+    ``drift_rel`` and a per-window scatter of ``noise_rel`` (log-normal, relative standard
+    deviations); every module draws ``power_w``. Its
+    intervals are ±10 %. ``cpu_per_wall`` and ``load_per_cpu`` are the load evidence: a run
+    beside other work has a lower CPU share and a higher load.
+
+    Args:
+        step_cost_s: self seconds per step of each module (``(outside modules)`` may be one).
+        windows: windows of steps recorded.
+        steps_per_window: steps in each window.
+        noise_rel: relative scatter of a module's time from window to window.
+        power_w: power of every module.
+        cpu_per_wall: the process's CPU seconds per wall second.
+        load_per_cpu: the machine's load average per logical CPU.
+        drift_rel: relative standard deviation of the whole run's level (the same in every
+            window: no resampling of one run can see it).
+        seed: random seed; the same arguments give the same session.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(step_cost_s)
+    cost = np.array([step_cost_s[m] for m in names])
+    drift = np.exp(drift_rel * rng.standard_normal())
+    scatter = np.exp(noise_rel * rng.standard_normal((windows, len(names))))
+    times = cost * steps_per_window * drift * scatter  # self seconds, window x module
+    energy = times * power_w
+    window_s = times.sum(1) / cpu_per_wall
+    edges = np.concatenate([[0.0], np.cumsum(window_s)])
+    steps = pd.DataFrame(
+        {
+            "window": np.arange(windows),
+            "steps": float(steps_per_window),
+            "t0_s": edges[:-1],
+            "t1_s": edges[1:],
+            "time_s": window_s,
+            "cpu_s": times.sum(1),
+            "energy_j": energy.sum(1),
+            "energy_lo_j": energy.sum(1) * 0.98,
+            "energy_hi_j": energy.sum(1) * 1.02,
+        }
+    )
+    step_modules = pd.DataFrame(
+        {
+            "window": np.repeat(np.arange(windows), len(names)),
+            "module": names * windows,
+            "time_s": times.ravel(),
+        }
+    )
+    own_j, own_s = energy.sum(0), times.sum(0)
+    layers = pd.DataFrame(
+        {
+            "module": names,
+            "type": ["" if m == OUTSIDE_MODULE else "Linear" for m in names],
+            "phase": ["other" if m == OUTSIDE_MODULE else "forward" for m in names],
+            "calls": windows * steps_per_window,
+            "time_s": own_s,
+            "energy_j": own_j,
+            "energy_lo_j": own_j * 0.9,
+            "energy_hi_j": own_j * 1.1,
+        }
+    )
+    total_j = float(own_j.sum())
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "steps": windows * steps_per_window,
+        "duration_s": float(edges[-1]),
+        "sensors": [{"name": "rapl:package-0", "device": "cpu", "measured": True}],
+        "total_energy_j": total_j,
+        "total_energy_lo_j": total_j * 0.98,
+        "total_energy_hi_j": total_j * 1.02,
+        "load": {
+            "cpu_per_wall": cpu_per_wall,
+            "load_avg_1m": 2 * load_per_cpu,
+            "logical_cpus": 2,
+        },
+    }
+    return Session(meta, layers, steps=steps, step_modules=step_modules)

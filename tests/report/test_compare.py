@@ -5,7 +5,9 @@ import pytest
 
 from greenprof.report.compare import NoCommonModules, compare_sessions
 from greenprof.report.console import render_comparison
+from greenprof.report.compare_notes import MACHINE_SLOWER
 from greenprof.session import LAYER_COLUMNS, Session
+from greenprof.testing.synthetic import stepped_session
 
 
 def run(energies: dict[str, tuple[float, float, float]], measured: bool = True) -> Session:
@@ -36,9 +38,11 @@ def test_worse_only_beyond_both_uncertainties() -> None:
     assert rows.loc["a", "worse"] and rows.loc["a", "verdict"] == "WORSE"
     assert rows.loc["a", "delta_j"] == 3.0
     assert rows.loc["a", "delta_pct"] == pytest.approx(30.0)
-    # Same sensors: bounds move together (±0 J from them); run-to-run: 10% of hypot(10, 13).
-    assert rows.loc["a", "delta_uncertainty_j"] == pytest.approx(0.1 * math.hypot(10, 13))
-    assert not rows.loc["b", "worse"] and rows.loc["b", "verdict"] == "~"  # +1 J < ±1.5 J
+    # Each run's estimate is its own: ±1 J and ±1 J in quadrature; run-to-run (no steps
+    # recorded): 10% of each figure, and the two intervals must not overlap: 1.0 + 1.3.
+    measured, run_to_run = math.hypot(1, 1), 0.1 * (10 + 13)
+    assert rows.loc["a", "delta_uncertainty_j"] == pytest.approx(math.hypot(measured, run_to_run))
+    assert not rows.loc["b", "worse"] and rows.loc["b", "verdict"] == "within noise"
     assert rows.loc["c", "better"] and rows.loc["c", "verdict"] == "better"
     assert rows.loc["new", "verdict"] == "NEW, WORSE" and math.isnan(rows.loc["new", "delta_pct"])
     assert rows.loc["old", "verdict"] == "removed" and rows.loc["old", "energy_b_j"] == 0.0
@@ -53,14 +57,13 @@ def test_a_new_module_inside_its_uncertainty_is_only_new() -> None:
     assert "new in B: new" in text and "removed in B: old" in text
 
 
-def test_a_doubled_layer_with_wide_intervals_is_still_flagged() -> None:
-    wide = {m: (10.0, 5.0, 15.0) for m in "abcd"}
-    doubled = {**wide, "b": (20.0, 10.0, 30.0)}
+def test_a_doubled_layer_is_flagged_unless_its_intervals_cannot_tell() -> None:
+    wide = {m: (10.0, 7.0, 13.0) for m in "abcd"}
+    doubled = {**wide, "b": (20.0, 14.0, 26.0)}
     assert compare_sessions(run(wide), run(doubled)).worse(5.0)["module"].tolist() == ["b"]
-    # Different sensors: the bounds are independent, and these intervals overlap.
-    other = run(doubled)
-    other.meta["sensors"] = [{"name": "t", "measured": True}]
-    assert compare_sessions(run(wide), other).worse(5.0).empty
+    # ±50% in each run: +10 J is inside hypot(5, 10) J, whatever the sensors.
+    wider = {m: (10.0, 5.0, 15.0) for m in "abcd"}
+    assert compare_sessions(run(wider), run({**wider, "b": (20.0, 10.0, 30.0)})).worse().empty
 
 
 def test_a_machine_slower_as_a_whole_is_no_regression_but_one_layer_on_its_own_is() -> None:
@@ -69,7 +72,9 @@ def test_a_machine_slower_as_a_whole_is_no_regression_but_one_layer_on_its_own_i
     comparison = compare_sessions(run(before), run(loaded))
     assert comparison.machine_factor == pytest.approx(1.4)
     assert comparison.worse(5.0).empty
-    assert any("machine changed" in note for note in comparison.notes)
+    # No load evidence in these runs: the benefit of the doubt, said so.
+    assert any("no load evidence" in note for note in comparison.notes)
+    assert comparison.rows.set_index("module").loc["a", "verdict"] == "machine"
     loaded["c"] = (28.0, 26.6, 29.4)
     comparison = compare_sessions(run(before), run(loaded))
     assert comparison.worse(5.0)["module"].tolist() == ["c"]
@@ -121,7 +126,7 @@ def test_threshold_drops_small_regressions_but_keeps_new_ones() -> None:
 def test_same_run_has_nothing_worse_and_total_change_is_zero() -> None:
     comparison = compare_sessions(run(BEFORE), run(BEFORE))
     assert comparison.worse().empty
-    assert comparison.total.delta_j == 0.0 and not comparison.total.worse
+    assert comparison.total.delta_j == 0.0 and not comparison.total_worse
     assert "no module got worse beyond uncertainty" in render_comparison(comparison)
 
 
@@ -135,7 +140,114 @@ def test_notes_when_methods_differ() -> None:
 def test_rendered_comparison_names_the_regressions() -> None:
     text = render_comparison(compare_sessions(run(BEFORE), run(AFTER), "runs/x", "runs/y"), n=3)
     assert text.splitlines()[0].startswith("A: runs/x  31 J")
-    assert "2 module(s) got worse beyond uncertainty: a, new" in text
+    assert "2 module(s) got worse beyond uncertainty and by more than 5%: a, new" in text
     assert "... 2 more modules" in text
     line = next(line for line in text.splitlines() if line.endswith(" a"))
-    assert "+3 J ±1.64 J" in line and "+30.0%" in line and "WORSE" in line
+    assert "+3 J ±2.7 J" in line and "+30.0%" in line and "WORSE" in line
+
+
+# ------------------------------------------------------------- runs with a per-step series
+#: Self seconds per step: a few large layers, some small ones, the glue between them.
+COSTS = {
+    "embed": 0.002,
+    "fc1": 0.010,
+    "act": 0.0005,
+    "fc2": 0.010,
+    "norm": 0.0008,
+    "head": 0.004,
+    "(outside modules)": 0.003,
+}
+IDLE = {"cpu_per_wall": 0.97, "load_per_cpu": 0.1}
+BUSY = {"cpu_per_wall": 0.55, "load_per_cpu": 1.5}
+
+
+def test_the_same_script_run_again_and_again_is_never_a_regression() -> None:
+    runs = [stepped_session(COSTS, noise_rel=0.15, seed=seed, **IDLE) for seed in range(8)]
+    for a in runs:
+        for b in runs:
+            if a is not b:
+                comparison = compare_sessions(a, b)
+                assert comparison.worse().empty
+                assert not comparison.total_worse
+    assert comparison.measured_spread
+    assert any("measured from each run's steps" in note for note in comparison.notes)
+
+
+def test_the_spread_is_measured_from_the_windows_and_grows_with_their_noise() -> None:
+    calm = compare_sessions(stepped_session(COSTS, noise_rel=0.02), stepped_session(COSTS, seed=1))
+    noisy = compare_sessions(
+        stepped_session(COSTS, noise_rel=0.3), stepped_session(COSTS, noise_rel=0.3, seed=1)
+    )
+    row = lambda c, m: c.rows.set_index("module").loc[m]  # noqa: E731
+    assert (
+        row(
+            calm,
+            "act",
+        )["run_to_run_j"]
+        < row(noisy, "act")["run_to_run_j"]
+    )
+    # Deterministic: the bootstrap is seeded.
+    again = compare_sessions(
+        stepped_session(COSTS, noise_rel=0.3), stepped_session(COSTS, noise_rel=0.3, seed=1)
+    )
+    assert row(again, "act")["run_to_run_j"] == row(noisy, "act")["run_to_run_j"]
+
+
+def test_one_layer_twice_as_expensive_is_flagged_alone() -> None:
+    before = stepped_session(COSTS, noise_rel=0.15, **IDLE)
+    after = stepped_session({**COSTS, "fc2": 0.020}, noise_rel=0.15, seed=1, **IDLE)
+    comparison = compare_sessions(before, after)
+    assert comparison.worse()["module"].tolist() == ["fc2"]
+    assert comparison.rows.set_index("module").loc["fc2", "verdict"] == "WORSE"
+
+
+def test_a_machine_slower_as_a_whole_is_no_regression_and_says_so() -> None:
+    before = stepped_session(COSTS, **IDLE)
+    slower = {m: 1.3 * c for m, c in COSTS.items()}
+    comparison = compare_sessions(before, stepped_session(slower, seed=1, **BUSY))
+    assert comparison.machine_factor == pytest.approx(1.3, rel=0.05)
+    assert comparison.worse().empty and not comparison.total_worse
+    note = next(n for n in comparison.notes if n.startswith(MACHINE_SLOWER))
+    assert "not a code change" in note and "CPU per wall second 97% -> 55%" in note
+    text = render_comparison(comparison)
+    assert "(the machine's change: every module alike)" in text
+    # A layer that got worse on its own, on top of the machine, is still caught.
+    slower["fc1"] = 2 * 1.3 * COSTS["fc1"]
+    comparison = compare_sessions(before, stepped_session(slower, seed=1, **BUSY))
+    assert comparison.worse()["module"].tolist() == ["fc1"]
+
+
+def test_everything_slower_on_an_idle_machine_is_the_codes_change() -> None:
+    before = stepped_session(COSTS, **IDLE)
+    slower = {m: 1.3 * c for m, c in COSTS.items()}
+    comparison = compare_sessions(before, stepped_session(slower, seed=1, **IDLE))
+    assert comparison.machine_factor == 1.0
+    assert set(comparison.worse()["module"]) >= {"fc1", "fc2", "head"}
+    assert any("not busier in B" in note for note in comparison.notes)
+
+
+def test_a_rise_beyond_uncertainty_but_under_the_threshold_is_not_worse() -> None:
+    before = stepped_session(COSTS, noise_rel=0.01)
+    after = stepped_session({**COSTS, "fc1": 0.0125}, noise_rel=0.01, seed=1)
+    comparison = compare_sessions(before, after, threshold_pct=30.0)
+    fc1 = comparison.rows.set_index("module").loc["fc1"]
+    assert fc1["rose"] and not fc1["worse"] and fc1["verdict"] == "below threshold"
+    assert "WORSE" not in render_comparison(comparison)
+    assert compare_sessions(before, after, threshold_pct=5.0).worse()["module"].tolist() == ["fc1"]
+
+
+def test_runs_with_different_step_counts_compare_per_step_with_measured_spread() -> None:
+    a = stepped_session(COSTS, windows=40)
+    b = stepped_session(COSTS, windows=80, seed=1)
+    comparison = compare_sessions(a, b)
+    assert comparison.per_step and comparison.measured_spread
+    assert comparison.worse().empty
+    assert comparison.total.delta_pct == pytest.approx(0.0, abs=5.0)
+
+
+def test_an_old_run_without_steps_falls_back_and_says_so() -> None:
+    new = stepped_session(COSTS)
+    old = Session(new.meta, new.layers())
+    comparison = compare_sessions(old, new)
+    assert not comparison.measured_spread
+    assert any("A recorded no per-step series" in note for note in comparison.notes)
