@@ -38,10 +38,11 @@ import pandas as pd
 from greenprof.attribute.uncertainty import uncertainty_j
 from greenprof.errors import GreenprofError
 from greenprof.report.compare_notes import comparison_notes
+from greenprof.report.compare_rows import change_columns, join, same_sensors, scales, share
 from greenprof.report.run_to_run import (
     MachineLoad,
     RunSpread,
-    alike_factor,
+    machine_factor,
     machine_load,
     run_spread,
 )
@@ -49,7 +50,6 @@ from greenprof.report.tables import module_rows
 from greenprof.schema import NOT_MODULES, STARTUP_MODULE
 from greenprof.session import Session
 
-_BOUNDS = ["energy_j", "energy_lo_j", "energy_hi_j"]
 #: Run-to-run variation assumed for a figure with no measured series, relative, 95% half-width.
 RUN_TO_RUN_REL = 0.10
 #: Default of ``--threshold-pct``: smaller rises are never regressions.
@@ -121,7 +121,8 @@ class Change:
         return 100.0 * self.own_delta_j / expected if expected > 0 else math.nan
 
     def _beyond(self, delta_j: float) -> bool:
-        return abs(delta_j) > self.measurement_j and abs(delta_j) > self.run_to_run_j
+        # Beyond both together (the ± shown), hence beyond each alone.
+        return abs(delta_j) > self.delta_uncertainty_j
 
     @property
     def rose(self) -> bool:
@@ -224,8 +225,8 @@ def compare_sessions(
         NoCommonModules: the runs share no module and ``force`` is False.
     """
     rows_a, rows_b = module_rows(a), module_rows(b)
-    scale_a, scale_b, per_step = _scales(a, b)
-    joined = _join(rows_a, rows_b, scale_a, scale_b)
+    scale_a, scale_b, per_step = scales(a, b)
+    joined = join(rows_a, rows_b, scale_a, scale_b)
     both = joined["present_a"] & joined["present_b"]
     real = both & ~joined["module"].isin(NOT_MODULES)
     if not real.any() and not force:
@@ -240,16 +241,15 @@ def compare_sessions(
     # crossed by one same-script pair in twenty, and CI compares many pairs.
     joined["run_to_run_j"] = rel_a * joined["energy_a_j"] + rel_b * joined["energy_b_j"]
     load = machine_load(spread_a, spread_b, a.meta, b.meta)
-    alike = alike_factor(
+    factor, scatter, alike = machine_factor(
         joined.loc[real, "energy_a_j"].to_numpy(float),
         joined.loc[real, "energy_b_j"].to_numpy(float),
         np.hypot(rel_a[real], rel_b[real]),
         RUN_TO_RUN_REL,
-        busier=load is not None and load.busier,
+        load,
     )
-    # A common factor is the machine's where the evidence says B's machine was busier, or
-    # where neither run recorded evidence; never below 1 (a faster machine excuses nothing).
-    factor = alike if alike > 1.0 and (load is None or load.busier) else 1.0
+    # Under a changed load, modules scatter around the machine's factor: that is run-to-run too.
+    joined["run_to_run_j"] += scatter * factor * joined["energy_a_j"] * both
     changes = [
         Change(
             *values,
@@ -257,7 +257,7 @@ def compare_sessions(
             expected_factor=factor if in_a and in_b else 1.0,
         )
         for values, r2r, in_a, in_b in zip(
-            joined[_change_columns()].itertuples(index=False),
+            joined[change_columns()].itertuples(index=False),
             joined["run_to_run_j"],
             joined["present_a"],
             joined["present_b"],
@@ -283,13 +283,14 @@ def compare_sessions(
     rows = joined.sort_values(["worse", "_size", "module"], ascending=[False, False, True])
     rows = rows.drop(columns="_size").reset_index(drop=True)
     total = _total_change(a, b, rows_a, rows_b, (scale_a, scale_b), (spread_a, spread_b), factor)
-    coverage = (_share(joined, both, "energy_a_j"), _share(joined, both, "energy_b_j"))
+    coverage = (share(joined, both, "energy_a_j"), share(joined, both, "energy_b_j"))
     notes = comparison_notes(
         a,
         b,
         per_step=per_step,
         factor=factor,
         alike=alike,
+        scatter=scatter,
         load=load,
         coverage=coverage,
         shared=bool(real.any()),
@@ -343,51 +344,9 @@ def _total_change(
     return Change(
         *values,
         run_to_run_j=rel[0] * values[0] + rel[1] * values[3],
-        correlated=_same_sensors(a, b),
+        correlated=same_sensors(a, b),
         expected_factor=factor,
     )
-
-
-def _scales(a: Session, b: Session) -> tuple[float, float, bool]:
-    """Multipliers that make the runs comparable: per step when their step counts differ."""
-    steps_a, steps_b = a.meta.get("steps"), b.meta.get("steps")
-    if isinstance(steps_a, int) and isinstance(steps_b, int) and steps_a > 0 and steps_b > 0:
-        if steps_a != steps_b:
-            return 1.0 / steps_a, 1.0 / steps_b, True
-    return 1.0, 1.0, False
-
-
-def _share(joined: pd.DataFrame, mask: pd.Series, column: str) -> float:
-    total = float(joined[column].sum())
-    return float(joined.loc[mask, column].sum()) / total if total > 0 else 1.0
-
-
-def _same_sensors(a: Session, b: Session) -> bool:
-    def kinds(s: Session) -> list[tuple[str, bool]]:
-        return sorted((str(x.get("name")), bool(x.get("measured"))) for x in s.meta["sensors"])
-
-    return bool(a.meta["sensors"]) and kinds(a) == kinds(b)
-
-
-def _change_columns() -> list[str]:
-    return [f"energy_{side}{bound}_j" for side in "ab" for bound in ("", "_lo", "_hi")]
-
-
-def _join(a: pd.DataFrame, b: pd.DataFrame, scale_a: float, scale_b: float) -> pd.DataFrame:
-    keep = ["module", "type", *_BOUNDS]
-    a, b = a[keep].copy(), b[keep].copy()
-    # Startup happens once per run, whatever the steps: never per step.
-    a.loc[a["module"] != STARTUP_MODULE, _BOUNDS] *= scale_a
-    b.loc[b["module"] != STARTUP_MODULE, _BOUNDS] *= scale_b
-    joined = a.merge(b, on="module", how="outer", suffixes=("_a", "_b"))
-    joined["type"] = joined["type_b"].fillna(joined["type_a"]).fillna("")
-    joined = joined.rename(
-        columns={f"{c}_{s}": c.replace("energy", f"energy_{s}") for c in _BOUNDS for s in "ab"}
-    )
-    joined[_change_columns()] = joined[_change_columns()].fillna(0.0)
-    joined["present_a"] = joined["module"].isin(a["module"])
-    joined["present_b"] = joined["module"].isin(b["module"])
-    return joined[["module", "type", "present_a", "present_b", *_change_columns()]]
 
 
 def _verdict(change: Change, in_a: bool, in_b: bool, threshold_pct: float) -> str:

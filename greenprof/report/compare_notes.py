@@ -17,6 +17,7 @@ def comparison_notes(
     per_step: bool,
     factor: float,
     alike: float,
+    scatter: float,
     load: MachineLoad | None,
     coverage: tuple[float, float],
     shared: bool,
@@ -43,7 +44,7 @@ def comparison_notes(
             f"{STARTUP_MODULE} is compared per run, left out of the total, and never counts as "
             "a regression"
         )
-    notes += _machine_notes(factor, alike, load)
+    notes += _machine_notes(factor, alike, scatter, load)
     return notes
 
 
@@ -81,11 +82,20 @@ def _spread_note(spreads: tuple[RunSpread | None, RunSpread | None], fallback_re
     )
 
 
-def _machine_notes(factor: float, alike: float, load: MachineLoad | None) -> list[str]:
-    if factor != 1.0 and load is not None:
+def _machine_notes(
+    factor: float, alike: float, scatter: float, load: MachineLoad | None
+) -> list[str]:
+    spread = f" and its spread between modules (±{100 * scatter:.0f}%)" if scatter else ""
+    if load is not None and load.busier and factor > 1.0:
         return [
             f"{MACHINE_SLOWER} (factor x{factor:.2f}; {load.describe()}), not a code change: "
-            "this is no regression; each module is judged against that factor"
+            f"this is no regression; each module is judged against that factor{spread}"
+        ]
+    if load is not None and load.differs and factor != 1.0:
+        return [
+            f"the machine's load differs between the runs ({load.describe()}): modules moved "
+            f"by x{factor:.2f} together, the machine's change, not the code's; each module is "
+            f"judged against that factor{spread}"
         ]
     if factor != 1.0:
         return [

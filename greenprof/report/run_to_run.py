@@ -131,12 +131,15 @@ class MachineLoad:
     Attributes:
         busier: True when B ran slower per step and B's process got less CPU per wall second,
             or the machine's load rose.
+        differs: True when the load differs either way (B busier, or A busier): CPU per wall
+            second or the load moved beyond what an unchanged machine shows.
         wall_factor: B's wall time per step over A's (None: unknown).
         cpu_per_wall_a: A's CPU seconds per wall second (None: unknown); likewise ``_b``.
         load_a: A's load average per logical CPU (None: unknown); likewise ``_b``.
     """
 
     busier: bool
+    differs: bool
     wall_factor: float | None
     cpu_per_wall_a: float | None
     cpu_per_wall_b: float | None
@@ -175,10 +178,17 @@ def machine_load(
     if all(v is None for v in (*cpu, *load)):
         return None
     wall_factor = wall[1] / wall[0] if wall[0] and wall[1] else None
+    busier = _busier(cpu, load, wall_factor)
+    fewer = _busier(cpu[::-1], load[::-1], 1 / wall_factor if wall_factor else None)
+    return MachineLoad(busier, busier or fewer, wall_factor, *cpu, *load)
+
+
+def _busier(cpu: list[float | None], load: list[float | None], wall_factor: float | None) -> bool:
+    """True when the second run's machine was busier than the first's."""
     starved = cpu[0] is not None and cpu[1] is not None and cpu[1] < _STARVED * cpu[0]
     crowded = load[0] is not None and load[1] is not None and load[1] - load[0] >= _LOAD_RISE
     slower = wall_factor is None or wall_factor > _SLOWER
-    return MachineLoad(slower and (starved or crowded), wall_factor, *cpu, *load)
+    return slower and (starved or crowded)
 
 
 def _wall_per_step(spread: RunSpread | None, meta: dict[str, object]) -> float | None:
@@ -227,9 +237,7 @@ def alike_factor(
     machine was ``busier`` (then one big layer that rose on its own does not hide the factor).
     """
     a, b = np.asarray(energy_a_j, float), np.asarray(energy_b_j, float)
-    share_a = a / a.sum() if a.sum() > 0 else a
-    share_b = b / b.sum() if b.sum() > 0 else b
-    vote = (a > 0) & (b > 0) & ((share_a >= _FACTOR_MIN_SHARE) | (share_b >= _FACTOR_MIN_SHARE))
+    vote = _voters(a, b)
     if vote.sum() < _FACTOR_MIN_VOTERS:
         return 1.0
     ratio = b[vote] / a[vote]
@@ -242,3 +250,50 @@ def alike_factor(
     by_count = alike.mean() >= _FACTOR_MAJORITY
     by_energy = weight[alike].sum() >= _FACTOR_MAJORITY * weight.sum()
     return factor if by_count and (by_energy or busier) else 1.0
+
+
+def machine_factor(
+    energy_a_j: np.ndarray,
+    energy_b_j: np.ndarray,
+    rel: np.ndarray,
+    min_rel: float,
+    load: MachineLoad | None,
+) -> tuple[float, float, float]:
+    """The machine's share of the change: ``(factor, scatter_rel, alike)``.
+
+    ``alike`` is :func:`alike_factor`. Where the load differs between the runs, the factor is the
+    modules' median ratio and ``scatter_rel`` their spread around it (95 %, from the median
+    absolute deviation): a machine busy with other work moves each module by its own amount, so a
+    module got worse on its own only beyond that spread. Where neither run recorded load
+    evidence, a common rise (``alike``) is given the benefit of the doubt, without a spread.
+    Otherwise the machine did not change: ``(1.0, 0.0, alike)``.
+    """
+    alike = alike_factor(
+        energy_a_j, energy_b_j, rel, min_rel, busier=load is not None and load.busier
+    )
+    if load is not None and load.differs:
+        a, b = np.asarray(energy_a_j, float), np.asarray(energy_b_j, float)
+        vote = _voters(a, b)
+        if vote.sum() >= _FACTOR_MIN_VOTERS:
+            ratio = np.log(b[vote] / a[vote])
+            # Weighted by energy: the large modules, measured best, set the factor and spread.
+            weight = a[vote] + b[vote]
+            middle = _weighted_median(ratio, weight)
+            sigma = 1.4826 * _weighted_median(np.abs(ratio - middle), weight)
+            return float(np.exp(middle)), float(np.expm1(1.96 * sigma)), alike
+    if load is None and alike > 1.0:
+        return alike, 0.0, alike
+    return 1.0, 0.0, alike
+
+
+def _voters(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Modules with a noticeable share in either run, present in both."""
+    share_a = a / a.sum() if a.sum() > 0 else a
+    share_b = b / b.sum() if b.sum() > 0 else b
+    return (a > 0) & (b > 0) & ((share_a >= _FACTOR_MIN_SHARE) | (share_b >= _FACTOR_MIN_SHARE))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
