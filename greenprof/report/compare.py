@@ -40,6 +40,7 @@ from greenprof.errors import GreenprofError
 from greenprof.report.compare_notes import comparison_notes
 from greenprof.report.compare_rows import change_columns, join, same_sensors, scales, share
 from greenprof.report.run_to_run import (
+    LARGE_SHARE,
     MachineLoad,
     RunSpread,
     machine_factor,
@@ -47,7 +48,7 @@ from greenprof.report.run_to_run import (
     run_spread,
 )
 from greenprof.report.tables import module_rows
-from greenprof.schema import NOT_MODULES, STARTUP_MODULE
+from greenprof.schema import NOT_MODULES, OUTSIDE_MODULE, STARTUP_MODULE
 from greenprof.session import Session
 
 #: Run-to-run variation assumed for a figure with no measured series, relative, 95% half-width.
@@ -241,26 +242,30 @@ def compare_sessions(
     # crossed by one same-script pair in twenty, and CI compares many pairs.
     joined["run_to_run_j"] = rel_a * joined["energy_a_j"] + rel_b * joined["energy_b_j"]
     load = machine_load(spread_a, spread_b, a.meta, b.meta)
-    factor, scatter, alike = machine_factor(
+    machine = machine_factor(
         joined.loc[real, "energy_a_j"].to_numpy(float),
         joined.loc[real, "energy_b_j"].to_numpy(float),
         np.hypot(rel_a[real], rel_b[real]),
         RUN_TO_RUN_REL,
         load,
     )
+    factor = machine.factor
+    expected = np.where(both, factor, 1.0)
+    if load is not None and load.busier and load.wall_factor:
+        # Between modules (Python glue) is where a process that waits for a CPU loses most
+        # time, and burns CPU handing the interpreter lock between its threads.
+        outside = (joined["module"] == OUTSIDE_MODULE).to_numpy() & both.to_numpy()
+        expected[outside] = max(factor, load.wall_factor)
     # Under a changed load, modules scatter around the machine's factor: that is run-to-run too.
-    joined["run_to_run_j"] += scatter * factor * joined["energy_a_j"] * both
+    large = joined["energy_a_j"] >= LARGE_SHARE * joined.loc[real, "energy_a_j"].sum()
+    scatter = np.where(large, machine.scatter_rel, machine.small_scatter_rel)
+    joined["run_to_run_j"] += scatter * expected * joined["energy_a_j"] * both
     changes = [
-        Change(
-            *values,
-            run_to_run_j=r2r,
-            expected_factor=factor if in_a and in_b else 1.0,
-        )
-        for values, r2r, in_a, in_b in zip(
+        Change(*values, run_to_run_j=r2r, expected_factor=f)
+        for values, r2r, f in zip(
             joined[change_columns()].itertuples(index=False),
             joined["run_to_run_j"],
-            joined["present_a"],
-            joined["present_b"],
+            expected,
             strict=True,
         )
     ]
@@ -288,9 +293,7 @@ def compare_sessions(
         a,
         b,
         per_step=per_step,
-        factor=factor,
-        alike=alike,
-        scatter=scatter,
+        machine=machine,
         load=load,
         coverage=coverage,
         shared=bool(real.any()),
@@ -360,6 +363,6 @@ def _verdict(change: Change, in_a: bool, in_b: bool, threshold_pct: float) -> st
         return "below threshold"
     if change.better:
         return "better"
-    if change.expected_factor != 1.0 and change.delta_j > 0:
-        return "machine"
+    if change.expected_factor != 1.0 and change.delta_j > change.delta_uncertainty_j:
+        return "machine"  # a rise beyond uncertainty, but not beyond the machine's factor
     return "within noise"

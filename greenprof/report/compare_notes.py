@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from greenprof.report.run_to_run import MachineLoad, RunSpread
-from greenprof.schema import STARTUP_MODULE
+from greenprof.report.run_to_run import MachineLoad, MachineShare, RunSpread
+from greenprof.schema import OUTSIDE_MODULE, STARTUP_MODULE
 from greenprof.session import Session
 
 #: The words that start the note of a machine slower as a whole (the CLI and tests look for it).
@@ -15,9 +15,7 @@ def comparison_notes(
     b: Session,
     *,
     per_step: bool,
-    factor: float,
-    alike: float,
-    scatter: float,
+    machine: MachineShare,
     load: MachineLoad | None,
     coverage: tuple[float, float],
     shared: bool,
@@ -44,7 +42,7 @@ def comparison_notes(
             f"{STARTUP_MODULE} is compared per run, left out of the total, and never counts as "
             "a regression"
         )
-    notes += _machine_notes(factor, alike, scatter, load)
+    notes += _machine_notes(machine, load)
     return notes
 
 
@@ -82,14 +80,20 @@ def _spread_note(spreads: tuple[RunSpread | None, RunSpread | None], fallback_re
     )
 
 
-def _machine_notes(
-    factor: float, alike: float, scatter: float, load: MachineLoad | None
-) -> list[str]:
-    spread = f" and its spread between modules (±{100 * scatter:.0f}%)" if scatter else ""
-    if load is not None and load.busier and factor > 1.0:
+def _machine_notes(machine: MachineShare, load: MachineLoad | None) -> list[str]:
+    factor, alike = machine.factor, machine.alike
+    spread = ""
+    if machine.scatter_rel or machine.small_scatter_rel:
+        spread = (
+            f" and the modules' spread around it (±{100 * machine.scatter_rel:.0f}% for large "
+            f"ones, ±{100 * machine.small_scatter_rel:.0f}% for all)"
+        )
+    if load is not None and load.busier and load.wall_factor and load.wall_factor > factor:
+        spread += f"; {OUTSIDE_MODULE} against the wall-time factor"
+    if load is not None and load.busier:
         return [
-            f"{MACHINE_SLOWER} (factor x{factor:.2f}; {load.describe()}), not a code change: "
-            f"this is no regression; each module is judged against that factor{spread}"
+            f"{MACHINE_SLOWER} ({load.describe()}; modules' energy factor x{factor:.2f}), not a "
+            f"code change: no regression unless a module rose beyond that factor{spread}"
         ]
     if load is not None and load.differs and factor != 1.0:
         return [
@@ -107,10 +111,5 @@ def _machine_notes(
         return [
             f"every module moved by a similar factor (x{alike:.2f}) but the machine was not "
             f"busier in B ({load.describe()}): judged as a change of the code"
-        ]
-    if load is not None and load.busier:
-        return [
-            f"the machine was busier in B ({load.describe()}); the modules did not move alike, "
-            "so each is judged on its own"
         ]
     return []

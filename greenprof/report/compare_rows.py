@@ -27,6 +27,7 @@ def share(joined: pd.DataFrame, mask: pd.Series, column: str) -> float:
 
 def same_sensors(a: Session, b: Session) -> bool:
     """True when both runs used the same sensors, measured or estimated alike."""
+
     def kinds(s: Session) -> list[tuple[str, bool]]:
         return sorted((str(x.get("name")), bool(x.get("measured"))) for x in s.meta["sensors"])
 

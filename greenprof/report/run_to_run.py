@@ -42,6 +42,8 @@ _FACTOR_MIN_SHARE = 0.01
 _FACTOR_MIN_VOTERS = 3
 #: Share of the voting modules (and of their energy) that must move alike.
 _FACTOR_MAJORITY = 0.6
+#: A module with at least this share of A's energy is large: it scatters like the large ones.
+LARGE_SHARE = 0.05
 #: B's wall time per step rose by more than this factor (a busier machine is a slower one).
 _SLOWER = 1.05
 
@@ -252,38 +254,63 @@ def alike_factor(
     return factor if by_count and (by_energy or busier) else 1.0
 
 
+@dataclass(frozen=True)
+class MachineShare:
+    """The machine's part in a change.
+
+    Attributes:
+        factor: B over A that the machine explains (1.0: none).
+        scatter_rel: 95 % spread of the large modules (each at least :data:`LARGE_SHARE` of the
+            run) around ``factor``, relative; 0.0 where the load did not change.
+        small_scatter_rel: the same for every voting module, the small ones included (they
+            scatter more: fewer of their calls fall in each window).
+        alike: :func:`alike_factor` of the change.
+    """
+
+    factor: float = 1.0
+    scatter_rel: float = 0.0
+    small_scatter_rel: float = 0.0
+    alike: float = 1.0
+
+
 def machine_factor(
     energy_a_j: np.ndarray,
     energy_b_j: np.ndarray,
     rel: np.ndarray,
     min_rel: float,
     load: MachineLoad | None,
-) -> tuple[float, float, float]:
-    """The machine's share of the change: ``(factor, scatter_rel, alike)``.
+) -> MachineShare:
+    """The machine's part in the change of the modules ``energy_a_j`` -> ``energy_b_j``.
 
-    ``alike`` is :func:`alike_factor`. Where the load differs between the runs, the factor is the
-    modules' median ratio and ``scatter_rel`` their spread around it (95 %, from the median
-    absolute deviation): a machine busy with other work moves each module by its own amount, so a
-    module got worse on its own only beyond that spread. Where neither run recorded load
-    evidence, a common rise (``alike``) is given the benefit of the doubt, without a spread.
-    Otherwise the machine did not change: ``(1.0, 0.0, alike)``.
+    Where the load differs between the runs, the factor is the modules' median ratio (weighted by
+    energy) and the scatter their spread around it (from the median absolute deviation): a
+    machine busy with other work moves each module by its own amount, so a module got worse on
+    its own only beyond that spread. Where neither run recorded load evidence, a common rise
+    (:func:`alike_factor`) is given the benefit of the doubt, without a spread. Otherwise the
+    machine did not change.
     """
-    alike = alike_factor(
-        energy_a_j, energy_b_j, rel, min_rel, busier=load is not None and load.busier
-    )
-    if load is not None and load.differs:
-        a, b = np.asarray(energy_a_j, float), np.asarray(energy_b_j, float)
-        vote = _voters(a, b)
-        if vote.sum() >= _FACTOR_MIN_VOTERS:
-            ratio = np.log(b[vote] / a[vote])
-            # Weighted by energy: the large modules, measured best, set the factor and spread.
-            weight = a[vote] + b[vote]
-            middle = _weighted_median(ratio, weight)
-            sigma = 1.4826 * _weighted_median(np.abs(ratio - middle), weight)
-            return float(np.exp(middle)), float(np.expm1(1.96 * sigma)), alike
+    busier = load is not None and load.busier
+    alike = alike_factor(energy_a_j, energy_b_j, rel, min_rel, busier=busier)
+    a, b = np.asarray(energy_a_j, float), np.asarray(energy_b_j, float)
+    vote = _voters(a, b)
+    if load is not None and load.differs and vote.sum() >= _FACTOR_MIN_VOTERS:
+        ratio = np.log(b[vote] / a[vote])
+        weight = a[vote] + b[vote]
+        middle = _weighted_median(ratio, weight)
+        large = a[vote] >= LARGE_SHARE * a.sum()
+        # The large modules' spread weighted by energy; everyone's counts each module once.
+        spread = [
+            1.4826 * _weighted_median(np.abs(ratio[large] - middle), weight[large])
+            if large.any()
+            else 0.0,
+            1.4826 * float(np.median(np.abs(ratio - middle))),
+        ]
+        return MachineShare(
+            float(np.exp(middle)), *(float(np.expm1(1.96 * s)) for s in spread), alike
+        )
     if load is None and alike > 1.0:
-        return alike, 0.0, alike
-    return 1.0, 0.0, alike
+        return MachineShare(alike, alike=alike)
+    return MachineShare(alike=alike)
 
 
 def _voters(a: np.ndarray, b: np.ndarray) -> np.ndarray:
