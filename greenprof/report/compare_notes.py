@@ -95,11 +95,12 @@ def _machine_notes(machine: MachineShare, load: MachineLoad | None) -> list[str]
             f"{MACHINE_SLOWER} ({load.describe()}; modules' energy factor x{factor:.2f}), not a "
             f"code change: no regression unless a module rose beyond that factor{spread}"
         ]
-    if load is not None and load.differs and factor != 1.0:
+    if load is not None and (load.differs or load.crowded) and spread:
+        how = "differs between the runs" if load.differs else "was crowded (load per CPU >= 1)"
         return [
-            f"the machine's load differs between the runs ({load.describe()}): modules moved "
-            f"by x{factor:.2f} together, the machine's change, not the code's; each module is "
-            f"judged against that factor{spread}"
+            f"the machine's load {how} ({load.describe()}): modules moved by x{factor:.2f} "
+            f"together, the machine's change, not the code's; each module is judged against "
+            f"that factor{spread}"
         ]
     if factor != 1.0:
         return [

@@ -34,6 +34,8 @@ SEED = 0
 MIN_WINDOWS = 4
 #: B got at most this share of A's CPU seconds per wall second: B's process waited for a CPU.
 _STARVED = 0.85
+#: A load average per logical CPU of at least this: more runnable tasks than CPUs.
+_CROWDED = 1.0
 #: B's load average per logical CPU rose by at least this much: other work ran beside it.
 _LOAD_RISE = 0.5
 #: Modules below this share of a run's energy do not vote on a common factor.
@@ -135,6 +137,8 @@ class MachineLoad:
             or the machine's load rose.
         differs: True when the load differs either way (B busier, or A busier): CPU per wall
             second or the load moved beyond what an unchanged machine shows.
+        crowded: True when either run had more runnable tasks than logical CPUs (load per CPU
+            of at least 1): its processes took turns, and its per-module figures scatter.
         wall_factor: B's wall time per step over A's (None: unknown).
         cpu_per_wall_a: A's CPU seconds per wall second (None: unknown); likewise ``_b``.
         load_a: A's load average per logical CPU (None: unknown); likewise ``_b``.
@@ -142,6 +146,7 @@ class MachineLoad:
 
     busier: bool
     differs: bool
+    crowded: bool
     wall_factor: float | None
     cpu_per_wall_a: float | None
     cpu_per_wall_b: float | None
@@ -182,7 +187,8 @@ def machine_load(
     wall_factor = wall[1] / wall[0] if wall[0] and wall[1] else None
     busier = _busier(cpu, load, wall_factor)
     fewer = _busier(cpu[::-1], load[::-1], 1 / wall_factor if wall_factor else None)
-    return MachineLoad(busier, busier or fewer, wall_factor, *cpu, *load)
+    crowded = any(x is not None and x >= _CROWDED for x in load)
+    return MachineLoad(busier, busier or fewer, crowded, wall_factor, *cpu, *load)
 
 
 def _busier(cpu: list[float | None], load: list[float | None], wall_factor: float | None) -> bool:
@@ -282,18 +288,19 @@ def machine_factor(
 ) -> MachineShare:
     """The machine's part in the change of the modules ``energy_a_j`` -> ``energy_b_j``.
 
-    Where the load differs between the runs, the factor is the modules' median ratio (weighted by
-    energy) and the scatter their spread around it (from the median absolute deviation): a
-    machine busy with other work moves each module by its own amount, so a module got worse on
-    its own only beyond that spread. Where neither run recorded load evidence, a common rise
-    (:func:`alike_factor`) is given the benefit of the doubt, without a spread. Otherwise the
-    machine did not change.
+    Where the load differs between the runs, or either run shared a crowded machine, the factor
+    is the modules' median ratio (weighted by energy) and the scatter their spread around it
+    (from the median absolute deviation): a machine busy with other work moves each module by
+    its own amount, so a module got worse on its own only beyond that spread. Where neither run
+    recorded load evidence, a common rise (:func:`alike_factor`) is given the benefit of the
+    doubt, without a spread. Otherwise the machine did not change.
     """
     busier = load is not None and load.busier
     alike = alike_factor(energy_a_j, energy_b_j, rel, min_rel, busier=busier)
     a, b = np.asarray(energy_a_j, float), np.asarray(energy_b_j, float)
     vote = _voters(a, b)
-    if load is not None and load.differs and vote.sum() >= _FACTOR_MIN_VOTERS:
+    unsteady = load is not None and (load.differs or load.crowded)
+    if unsteady and vote.sum() >= _FACTOR_MIN_VOTERS:
         ratio = np.log(b[vote] / a[vote])
         weight = a[vote] + b[vote]
         middle = _weighted_median(ratio, weight)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from greenprof.cli import cli
 from greenprof.session import FORMAT_VERSION, Session
-from greenprof.testing.synthetic import synthetic_session
+from greenprof.testing.synthetic import stepped_session, synthetic_session
 
 CONSOLE_SCRIPT = shutil.which("greenprof", path=str(Path(sys.executable).parent))
 
@@ -290,6 +290,50 @@ def test_compare_of_runs_with_no_module_in_common_exits_2_unless_forced(run_dirs
     assert done.exit_code == 2 and "share no module" in done.stderr and "--force" in done.stderr
     forced = invoke("compare", str(run_dirs[0]), str(path), "--force")
     assert forced.exit_code == 0 and "only the totals compare" in forced.stdout
+
+
+COSTS = {"embed": 0.002, "fc1": 0.010, "act": 0.0005, "fc2": 0.010, "head": 0.004}
+
+
+def test_compare_of_a_machine_slower_as_a_whole_passes_and_a_layer_on_its_own_fails(tmp_path):
+    before = stepped_session(COSTS, noise_rel=0.1).save(tmp_path / "before")
+    slower = {m: 1.3 * c for m, c in COSTS.items()}
+    loaded = stepped_session(slower, noise_rel=0.1, seed=1, cpu_per_wall=0.55, load_per_cpu=1.5)
+    done = invoke(
+        "compare", str(before), str(loaded.save(tmp_path / "loaded")), "--fail-on-regression"
+    )
+    assert done.exit_code == 0
+    assert "machine slower as a whole" in done.stdout and "not a code change" in done.stdout
+    slower["fc2"] *= 2
+    worse = stepped_session(slower, noise_rel=0.1, seed=1, cpu_per_wall=0.55, load_per_cpu=1.5)
+    done = invoke(
+        "compare", str(before), str(worse.save(tmp_path / "worse")), "--fail-on-regression"
+    )
+    assert done.exit_code == 1
+    assert "1 module(s) got worse beyond uncertainty and by more than 5%: fc2" in done.stdout
+
+
+TINY = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x = torch.randn(32, 32)
+for _ in range(150):
+    model(x).pow(2).mean().backward()
+    opt.step()
+    opt.zero_grad()
+"""
+
+
+def test_the_same_script_run_twice_is_no_regression_in_real_processes(tmp_path) -> None:
+    path = script(tmp_path, "tiny.py", TINY)
+    for name in ("a", "b"):
+        done = greenprof("run", "--out", name, "--no-report", str(path), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / name / "steps.csv").is_file()
+    done = greenprof("compare", "a", "b", "--fail-on-regression", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert "run-to-run variation measured from each run's steps" in done.stdout
 
 
 def test_top_says_when_a_phase_did_not_run(tmp_path) -> None:
