@@ -289,7 +289,7 @@ def machine_factor(
     """The machine's part in the change of the modules ``energy_a_j`` -> ``energy_b_j``.
 
     Where the load differs between the runs, or either run shared a crowded machine, the factor
-    is the modules' median ratio (weighted by energy) and the scatter their spread around it
+    is the modules' median ratio (each module once) and the scatter their spread around it
     (from the median absolute deviation): a machine busy with other work moves each module by
     its own amount, so a module got worse on its own only beyond that spread. Where neither run
     recorded load evidence, a common rise (:func:`alike_factor`) is given the benefit of the
@@ -302,15 +302,13 @@ def machine_factor(
     unsteady = load is not None and (load.differs or load.crowded)
     if unsteady and vote.sum() >= _FACTOR_MIN_VOTERS:
         ratio = np.log(b[vote] / a[vote])
-        weight = a[vote] + b[vote]
-        middle = _weighted_median(ratio, weight)
+        # Each module votes once (medians, not energy-weighted): a big layer that rose on its
+        # own must neither move the factor nor widen the spread it is judged against.
+        middle = float(np.median(ratio))
         large = a[vote] >= LARGE_SHARE * a.sum()
-        # The large modules' spread weighted by energy; everyone's counts each module once.
         spread = [
-            1.4826 * _weighted_median(np.abs(ratio[large] - middle), weight[large])
-            if large.any()
-            else 0.0,
-            1.4826 * float(np.median(np.abs(ratio - middle))),
+            1.4826 * float(np.median(np.abs(ratio[m] - middle))) if m.sum() >= 2 else 0.0
+            for m in (large, np.ones_like(large))
         ]
         return MachineShare(
             float(np.exp(middle)), *(float(np.expm1(1.96 * s)) for s in spread), alike
@@ -325,9 +323,3 @@ def _voters(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     share_a = a / a.sum() if a.sum() > 0 else a
     share_b = b / b.sum() if b.sum() > 0 else b
     return (a > 0) & (b > 0) & ((share_a >= _FACTOR_MIN_SHARE) | (share_b >= _FACTOR_MIN_SHARE))
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -58,3 +58,32 @@ def test_report_renders_sorts_and_runs_nothing_it_should_not(tmp_path, synthetic
         )
         assert injected is False
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_layer_table_fits_a_1400_px_window_with_long_names(
+    tmp_path, synthetic_estimated
+) -> None:
+    layers = synthetic_estimated.layers()
+    long_name = "encoder." + ".".join(f"block_{i}_with_a_long_name" for i in range(12))
+    layers.loc[layers["module"] == "embed", "module"] = long_name
+    session = Session(
+        synthetic_estimated.meta, layers, synthetic_estimated.samples(), synthetic_estimated.spans()
+    )
+    report = write_html(session, tmp_path / "report.html")
+    with headless_chromium(tmp_path / "chromium-profile") as driver:
+        driver.set_window_size(1400, 900)
+        open_report(driver, report)
+        fit = driver.execute_script(
+            "const box = document.querySelector('#layers').closest('.scroll');"
+            "const edge = box.getBoundingClientRect().right;"
+            "const last = Array.from(document.querySelectorAll('#layers tr'),"
+            " r => r.cells[r.cells.length - 1].getBoundingClientRect().right);"
+            "return {overflow: box.scrollWidth - box.clientWidth, edge: edge,"
+            " last: Math.max(...last), page: document.documentElement.scrollWidth,"
+            " window: window.innerWidth};"
+        )
+    # The last column ("measured by") is whole: nothing scrolls sideways, nothing is cut.
+    assert fit["overflow"] <= 1
+    assert fit["last"] <= fit["edge"] + 1
+    assert fit["page"] <= fit["window"]
+    assert long_name in report.read_text()

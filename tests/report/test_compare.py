@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from greenprof.report.compare import NoCommonModules, compare_sessions
-from greenprof.report.console import render_comparison
 from greenprof.report.compare_notes import MACHINE_SLOWER
+from greenprof.report.console import render_comparison
 from greenprof.session import LAYER_COLUMNS, Session
 from greenprof.testing.synthetic import stepped_session
 
@@ -172,24 +172,21 @@ def test_the_same_script_run_again_and_again_is_never_a_regression() -> None:
     assert any("measured from each run's steps" in note for note in comparison.notes)
 
 
+def _row(comparison, module: str):
+    return comparison.rows.set_index("module").loc[module]
+
+
 def test_the_spread_is_measured_from_the_windows_and_grows_with_their_noise() -> None:
-    calm = compare_sessions(stepped_session(COSTS, noise_rel=0.02), stepped_session(COSTS, seed=1))
-    noisy = compare_sessions(
-        stepped_session(COSTS, noise_rel=0.3), stepped_session(COSTS, noise_rel=0.3, seed=1)
-    )
-    row = lambda c, m: c.rows.set_index("module").loc[m]  # noqa: E731
-    assert (
-        row(
-            calm,
-            "act",
-        )["run_to_run_j"]
-        < row(noisy, "act")["run_to_run_j"]
-    )
+    def compared(noise_rel: float):
+        return compare_sessions(
+            stepped_session(COSTS, noise_rel=noise_rel),
+            stepped_session(COSTS, noise_rel=noise_rel, seed=1),
+        )
+
+    calm, noisy = compared(0.02), compared(0.3)
+    assert _row(calm, "act")["run_to_run_j"] < _row(noisy, "act")["run_to_run_j"]
     # Deterministic: the bootstrap is seeded.
-    again = compare_sessions(
-        stepped_session(COSTS, noise_rel=0.3), stepped_session(COSTS, noise_rel=0.3, seed=1)
-    )
-    assert row(again, "act")["run_to_run_j"] == row(noisy, "act")["run_to_run_j"]
+    assert _row(compared(0.3), "act")["run_to_run_j"] == _row(noisy, "act")["run_to_run_j"]
 
 
 def test_one_layer_twice_as_expensive_is_flagged_alone() -> None:
@@ -197,7 +194,7 @@ def test_one_layer_twice_as_expensive_is_flagged_alone() -> None:
     after = stepped_session({**COSTS, "fc2": 0.020}, noise_rel=0.15, seed=1, **IDLE)
     comparison = compare_sessions(before, after)
     assert comparison.worse()["module"].tolist() == ["fc2"]
-    assert comparison.rows.set_index("module").loc["fc2", "verdict"] == "WORSE"
+    assert _row(comparison, "fc2")["verdict"] == "WORSE"
 
 
 def test_a_machine_slower_as_a_whole_is_no_regression_and_says_so() -> None:
@@ -229,7 +226,7 @@ def test_a_rise_beyond_uncertainty_but_under_the_threshold_is_not_worse() -> Non
     before = stepped_session(COSTS, noise_rel=0.01)
     after = stepped_session({**COSTS, "fc1": 0.0125}, noise_rel=0.01, seed=1)
     comparison = compare_sessions(before, after, threshold_pct=30.0)
-    fc1 = comparison.rows.set_index("module").loc["fc1"]
+    fc1 = _row(comparison, "fc1")
     assert fc1["rose"] and not fc1["worse"] and fc1["verdict"] == "below threshold"
     assert "WORSE" not in render_comparison(comparison)
     assert compare_sessions(before, after, threshold_pct=5.0).worse()["module"].tolist() == ["fc1"]
