@@ -41,17 +41,7 @@ LAYER_EXTRA_COLUMNS: dict[str, object] = {
 SAMPLE_COLUMNS = ["sensor", "t_s", "energy_j"]
 SPAN_COLUMNS = ["module", "phase", "t0_s", "t1_s", "depth"]
 #: Energy and time per window of consecutive steps (optional: older runs have none).
-STEP_COLUMNS = [
-    "window",
-    "steps",
-    "t0_s",
-    "t1_s",
-    "time_s",
-    "cpu_s",
-    "energy_j",
-    "energy_lo_j",
-    "energy_hi_j",
-]
+STEP_COLUMNS = ["window", "steps", "t0_s", "t1_s", "time_s", "cpu_s"] + LAYER_COLUMNS[-3:]
 #: Self seconds per window and module, all phases (optional).
 STEP_MODULE_COLUMNS = ["window", "module", "time_s"]
 
@@ -161,11 +151,9 @@ class Session:
     def steps(self) -> pd.DataFrame:
         """Return energy and time per window of consecutive steps (empty when not recorded).
 
-        Columns ``window, steps, t0_s, t1_s, time_s, cpu_s, energy_j, energy_lo_j,
-        energy_hi_j``: each window holds ``steps`` consecutive steps (enough to span a few sensor
-        updates; at most 100 windows a run), the first step left out; ``cpu_s`` is the process's
-        CPU time in it (against ``time_s``, it shows a machine busy with other work); joules are
-        all sensors' together.
+        Columns :data:`STEP_COLUMNS`: a window holds ``steps`` consecutive steps (a few sensor
+        updates long, at most 100 windows, the first step left out); ``cpu_s`` is the process's
+        CPU time in it; joules are all sensors' together.
         """
         return self._steps.copy()
 
