@@ -364,6 +364,7 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
             interval_s=self.interval_s,
             steps=table.steps or None,
             sensors=frames.sensor_facts(result, self._sampler.failures),
+            sampler=self._sampler.stats(),  # what sampling cost (its thread's CPU time)
             total_energy_j=result.total_j,
             total_energy_lo_j=result.total_lo_j,
             total_energy_hi_j=result.total_hi_j,
