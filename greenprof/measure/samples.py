@@ -10,7 +10,7 @@ import numpy as np
 _GAP_HISTORY = 32
 #: Polls per interval while a slow counter's update is due.
 REFINE_FACTOR = 10
-#: Fine polling starts this many fine polls before the earliest the next update can come (that
+#: Fine polling starts this many fine polls before the earliest the next update is expected (that
 #: bound already lies a bracket's width early, which absorbs a period's jitter): each fine poll
 #: wakes the sampler (tens of microseconds of CPU on a busy machine) and takes the GIL.
 _LEAD_POLLS = 1
@@ -81,8 +81,10 @@ class UpdateWatch:
     """Predicts when a slowly updating counter changes next, so polls can bracket the update.
 
     An update seen at poll ``hi`` happened after the previous poll ``lo``. The gap between two
-    updates is at least ``lo`` of the second minus ``hi`` of the first; the shortest of the recent
-    such bounds predicts the earliest next update. Counters that change at most polls (RAPL, the
+    updates is at least ``lo`` of the second minus ``hi`` of the first; the lower quartile of the
+    recent such bounds predicts the earliest next update (the very shortest would be the loose
+    bounds of the first updates, seen before fine polls, and every update would be polled from
+    far too early until they left the history). Counters that change at most polls (RAPL, the
     CPU estimate) have bounds near zero and are never refined.
     """
 
@@ -112,7 +114,7 @@ class UpdateWatch:
         # fine polling start early, and once edges are fine the bounds are tight too.
         if len(gaps) >= 3 and gaps[len(gaps) // 2] >= self.interval_ns:
             lead_ns = _LEAD_POLLS * self.interval_ns // REFINE_FACTOR
-            self._due_ns = update_lo_ns + max(gaps[0] - lead_ns, 0)
+            self._due_ns = update_lo_ns + max(gaps[len(gaps) // 4] - lead_ns, 0)
             self._give_up_ns = t_ns + 2 * gaps[-1] + 2 * self.interval_ns
 
     def due_in_ns(self, now_ns: int) -> int | None:
