@@ -107,7 +107,7 @@ class Timeline:
         self._frozen: list[Cells] = []
         self._frozen_cells = 0
         self._tail = Cells.empty()
-        self.trace: list[tuple[int, int, int, int]] = []
+        self._trace = array("q")  # flat (column, t_enter_ns, t_exit_ns, depth) of kept spans
         self._tracing = trace_steps > 0 and max_trace_spans > 0
         self.optimizer_steps = 0
         self.root_calls = 0
@@ -127,7 +127,7 @@ class Timeline:
         stack = self._stack
         column_of = self._column_of
         calls = self._calls
-        trace = self.trace
+        trace = self._trace
         t_last = self._t_last
         outside = self._outside
         events = iter(events)  # other_event() may consume some
@@ -152,7 +152,7 @@ class Timeline:
             if stack and stack[-1][0] == key and stack[-1][1] == phase:
                 entry = stack.pop()
                 if self._tracing:
-                    trace.append((entry[2], entry[3], t_ns, entry[4]))
+                    trace.extend((entry[2], entry[3], t_ns, entry[4]))
             elif code == BWD_EXIT:
                 self._remove(key, BACKWARD, t_ns)
             elif code == BWD_PASS_END:
@@ -171,8 +171,14 @@ class Timeline:
         if len(self._segments) >= _FLUSH_SLOTS:
             self._flush_bins()
 
+    @property
+    def trace(self) -> list[tuple[int, int, int, int]]:
+        """The spans kept so far: ``(column, t_enter_ns, t_exit_ns, depth)`` (a copy)."""
+        flat = self._trace
+        return list(zip(flat[0::4], flat[1::4], flat[2::4], flat[3::4], strict=True))
+
     def _trace_open(self) -> bool:
-        return self.steps < self.trace_steps and len(self.trace) < self.max_trace_spans
+        return self.steps < self.trace_steps and len(self._trace) < 4 * self.max_trace_spans
 
     def finish(self, t_end_ns: int) -> TimeTable:
         """Close everything still open at ``t_end_ns`` and return the aggregated table."""
@@ -193,7 +199,7 @@ class Timeline:
             bin_end_ns=cells.end,
             bin_column=cells.column,
             bin_self_ns=cells.self_ns,
-            trace=list(self.trace),
+            trace=self.trace,
             steps=self.steps,
             inconsistencies=self.inconsistencies,
             column_region=list(self.column_region) if self._column_of_regions() else [],
@@ -258,7 +264,7 @@ class Timeline:
 
     def _close(self, entry: list[int], t_ns: int) -> None:
         if self._tracing:
-            self.trace.append((entry[2], entry[3], t_ns, entry[4]))
+            self._trace.extend((entry[2], entry[3], t_ns, entry[4]))
 
     # ------------------------------------------------------------ self time
     def _advance(self, t_ns: int, column: int | None = None) -> None:
