@@ -6,9 +6,16 @@ always brackets the profiled code, however short.
 
 Counters that update slower than they are polled (NVML's energy every 20-100 ms) only say that
 an update happened somewhere between two polls. Once such a counter's shortest gap between updates
-is known, the sampler polls ten times faster from shortly before its next update is due until it
-sees it, so each update is placed to a tenth of the interval at a fraction of the cost of polling
-that fast throughout.
+is known, the sampler polls ten times faster from one such poll before its next update can come
+until it sees it, so each update is placed to a tenth of the interval at a fraction of the cost of
+polling that fast throughout.
+
+Every read needs the GIL. When the profiled thread runs Python, the sampler's wakeups come late
+(it waits for the interpreter's switch interval) and each one takes the GIL from that thread; fine
+polls would then neither place updates better nor be cheap. So the sampler measures how late its
+own wakeups come, and while the recent ones (median) are later than a fine poll's step it skips
+fine polling and keeps only the regular ticks, which go on measuring the lateness. Waiting happens
+in one C call (a lock's timed acquire, which ``stop()`` releases): no Python runs between wakeups.
 
 Memory stays bounded on runs of any length: a run of equal readings keeps only its first and newest
 sample (only changes carry timing); each sensor's samples live in preallocated arrays; when they
@@ -23,13 +30,11 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-
-import numpy as np
 
 from greenprof.clock import now_ns
 from greenprof.errors import ConfigError
+from greenprof.measure.samples import REFINE_FACTOR, SampleBuffer, Series, UpdateWatch
 from greenprof.sensors.base import Sensor
 
 logger = logging.getLogger(__name__)
@@ -42,112 +47,24 @@ THREAD_NAME = "greenprof-sampler"
 #: How long stop() waits for a sensor read in progress before giving up on the thread.
 _JOIN_TIMEOUT_S = 5.0
 
-#: Polls per interval while a slow counter's update is due.
-REFINE_FACTOR = 10
-#: Gaps between updates remembered to predict the next one.
-_GAP_HISTORY = 32
-#: Fine polling starts this fraction of the shortest gap after the last update's earliest time.
-_DUE_FRACTION = 0.9
-
-Series = tuple[np.ndarray, np.ndarray]
+#: Wakeups whose lateness decides whether fine polls are worth taking the GIL for.
+_LATENESS_WINDOW = 8
 
 
-class _Buffer:
-    """One sensor's samples: bounded, thinned uniformly, first and newest always kept.
+def fine_polls_pay(lateness_s: Sequence[float], fine_s: float) -> bool:
+    """Whether fine polls can place updates better than regular ticks, given recent lateness.
 
-    Every sample offered gets a number. A stored sample is *committed* when its number is a
-    multiple of ``stride``; then stored sample ``i`` is number ``i * stride``, so no numbers need
-    storing. Only the newest sample may be uncommitted, and is then replaced by the next one.
-    Halving keeps the committed samples on the doubled stride plus the newest.
+    Args:
+        lateness_s: how late the sampler's recent wakeups came, seconds.
+        fine_s: the step between fine polls.
+
+    Returns:
+        False when the median wakeup came later than a fine step: the profiled thread holds the
+        GIL (or the CPU is oversubscribed), so fine polls would land no closer to an update and
+        each would take the GIL from the program.
     """
-
-    def __init__(self, capacity: int) -> None:
-        self.t_ns = np.zeros(capacity, dtype=np.int64)
-        self.energy_j = np.zeros(capacity, dtype=np.float64)
-        self.n = 0
-        self.stride = 1
-        self._next_seq = 0
-        self._tail_seq = 0
-        self._tail_committed = True
-
-    @property
-    def last_energy_j(self) -> float | None:
-        return float(self.energy_j[self.n - 1]) if self.n else None
-
-    def append(self, t_ns: int, energy_j: float) -> None:
-        n = self.n
-        if self.stride == 1 and n >= 2 and energy_j == self.energy_j[n - 1] == self.energy_j[n - 2]:
-            # A run of equal readings: only its first and newest sample carry timing. Once the
-            # buffer thins, every sample takes its turn again, or a change would replace the
-            # run's uncommitted newest sample and lose when the counter last held its value.
-            self.t_ns[n - 1] = t_ns
-            return
-        seq = self._next_seq
-        self._next_seq += 1
-        i = self.n if (self._tail_committed or self.n == 0) else self.n - 1
-        self.t_ns[i], self.energy_j[i] = t_ns, energy_j
-        self.n = i + 1
-        self._tail_seq = seq
-        self._tail_committed = seq % self.stride == 0
-        if self.n == len(self.t_ns):
-            self._halve()
-
-    def _halve(self) -> None:
-        committed = self.n if self._tail_committed else self.n - 1
-        self.stride *= 2
-        keep = list(range(0, committed, 2))
-        if keep[-1] != self.n - 1:
-            keep.append(self.n - 1)  # the newest sample stays, committed or not
-        m = len(keep)
-        self.t_ns[:m] = self.t_ns[keep]
-        self.energy_j[:m] = self.energy_j[keep]
-        self.n = m
-        self._tail_committed = self._tail_seq % self.stride == 0
-
-    def copy(self) -> Series:
-        return self.t_ns[: self.n].copy(), self.energy_j[: self.n].copy()
-
-
-class _UpdateWatch:
-    """Predicts when a slowly updating counter changes next, so polls can bracket the update.
-
-    An update seen at poll ``hi`` happened after the previous poll ``lo``. The gap between two
-    updates is at least ``lo`` of the second minus ``hi`` of the first; the shortest of the recent
-    such bounds predicts the earliest next update. Counters that change at most polls (RAPL, the
-    CPU estimate) have bounds near zero and are never refined.
-    """
-
-    def __init__(self, interval_ns: int) -> None:
-        self.interval_ns = interval_ns
-        self._last: tuple[int, float] | None = None
-        self._update_hi_ns: int | None = None
-        self._gaps_ns: deque[int] = deque(maxlen=_GAP_HISTORY)
-        self._due_ns: int | None = None
-        self._give_up_ns = 0
-
-    def observe(self, t_ns: int, energy_j: float) -> None:
-        """Take one reading of the counter."""
-        last = self._last
-        self._last = (t_ns, energy_j)
-        if last is None or energy_j == last[1]:
-            if self._due_ns is not None and t_ns > self._give_up_ns:
-                self._due_ns = None  # the update never came (counter paused): stop refining
-            return
-        update_lo_ns = last[0]
-        if self._update_hi_ns is not None:
-            self._gaps_ns.append(update_lo_ns - self._update_hi_ns)
-        self._update_hi_ns = t_ns
-        self._due_ns = None
-        gaps = sorted(self._gaps_ns)
-        # Refine counters whose typical gap spans unchanged polls; a bound near zero only makes
-        # fine polling start early, and once edges are fine the bounds are tight too.
-        if len(gaps) >= 3 and gaps[len(gaps) // 2] >= self.interval_ns:
-            self._due_ns = update_lo_ns + int(_DUE_FRACTION * max(gaps[0], 0))
-            self._give_up_ns = t_ns + 2 * gaps[-1] + 2 * self.interval_ns
-
-    def due_in_ns(self, now_ns: int) -> int | None:
-        """Nanoseconds until fine polling should start (<= 0: now), or None when not needed."""
-        return None if self._due_ns is None else self._due_ns - now_ns
+    ordered = sorted(lateness_s)
+    return not ordered or ordered[len(ordered) // 2] <= fine_s
 
 
 def check_interval_s(interval_s: object) -> float:
@@ -211,15 +128,20 @@ class Sampler:
         self._clock = clock
         self._sensors = list(sensors)
         self._active = list(sensors)
-        self._buffers = {s.name: _Buffer(capacity) for s in sensors}
+        self._buffers = {s.name: SampleBuffer(capacity) for s in sensors}
         interval_ns = int(self.interval_s * 1e9)
-        self._watches = {s.name: _UpdateWatch(interval_ns) for s in sensors}
+        self._watches = {s.name: UpdateWatch(interval_ns) for s in sensors}
         self._lock = threading.Lock()  # guards the buffers against series() from other threads
-        self._stop_event = threading.Event()
+        # Held while the thread runs; stop() releases it, which ends the thread's timed wait.
+        self._running = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state = "new"
         self._ticks = 0
         self._missed_ticks = 0
+        self._fine_polls = 0
+        self._fine_skipped = 0  # ticks where a counter's update was due but fine polls waited
+        self._thread_cpu_s = 0.0
+        self._lateness_s: list[float] = [0.0] * _LATENESS_WINDOW
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Sampler:
@@ -232,6 +154,7 @@ class Sampler:
             raise RuntimeError(f"Sampler.start(): the sampler is already {self._state}")
         self._state = "running"
         self.sample_once()
+        self._running.acquire()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
         return self
@@ -241,7 +164,7 @@ class Sampler:
         if self._state != "running":
             return self
         self._state = "stopped"
-        self._stop_event.set()
+        self._running.release()
         assert self._thread is not None
         self._thread.join(_JOIN_TIMEOUT_S)
         if self._thread.is_alive():
@@ -272,28 +195,59 @@ class Sampler:
         self.stop()
 
     def _run(self) -> None:
-        # Event.wait paces the loop so that stop() wakes it at once.
-        fine_ns = int(self.interval_s * 1e9) // REFINE_FACTOR
-        next_tick = time.perf_counter() + self.interval_s
+        cpu0_s = time.thread_time()
+        interval_s = self.interval_s
+        fine_s = interval_s / REFINE_FACTOR
+        fine_ns = int(fine_s * 1e9)
+        next_tick = time.perf_counter() + interval_s
         wake = next_tick
-        while not self._stop_event.wait(max(wake - time.perf_counter(), 0.0)):
-            if time.perf_counter() < next_tick:
+        lateness = self._lateness_s
+        woken = 0
+        # The lock's timed acquire waits in C without the GIL; stop() releasing it wakes us.
+        while not self._running.acquire(timeout=max(wake - time.perf_counter(), 0.0)):
+            now = time.perf_counter()
+            lateness[woken % _LATENESS_WINDOW] = now - wake
+            woken += 1
+            if now < next_tick:
                 # Between ticks: read only the counters whose update is due.
                 self.sample_once(self._due_sensors(fine_ns))
+                self._fine_polls += 1
             else:
                 self.sample_once()
                 self._ticks += 1
-                next_tick += self.interval_s
+                next_tick += interval_s
                 behind_s = time.perf_counter() - next_tick
                 if behind_s > 0:
                     # Skip the ticks already missed rather than sampling in a burst to catch up.
-                    missed = int(behind_s // self.interval_s) + 1
+                    missed = int(behind_s // interval_s) + 1
                     self._missed_ticks += missed
-                    next_tick += missed * self.interval_s
+                    next_tick += missed * interval_s
+                self._thread_cpu_s = time.thread_time() - cpu0_s
             wake = next_tick
             due_ns = self._next_due_ns()
             if due_ns is not None:
-                wake = min(wake, time.perf_counter() + max(due_ns, fine_ns) * 1e-9)
+                if not fine_polls_pay(lateness, fine_s):
+                    self._fine_skipped += 1  # wakeups come late: only regular ticks run now
+                else:
+                    wake = min(wake, time.perf_counter() + max(due_ns, fine_ns) * 1e-9)
+        self._thread_cpu_s = time.thread_time() - cpu0_s
+
+    def stats(self) -> dict[str, float]:
+        """What sampling cost the program and how well it kept its pace, so far.
+
+        ``ticks`` and ``missed_ticks`` count the regular samples taken and skipped (the thread
+        woke too late for them); ``fine_polls`` the extra reads around slow counters' updates;
+        ``fine_polls_held_back`` the ticks where an update was due but fine polls waited because
+        wakeups came late (the profiled thread held the GIL); ``thread_cpu_s`` the sampler
+        thread's own CPU time.
+        """
+        return {
+            "ticks": self._ticks,
+            "missed_ticks": self._missed_ticks,
+            "fine_polls": self._fine_polls,
+            "fine_polls_held_back": self._fine_skipped,
+            "thread_cpu_s": self._thread_cpu_s,
+        }
 
     def _next_due_ns(self) -> int | None:
         """Nanoseconds until some slow counter's update is due, or None when none is watched."""

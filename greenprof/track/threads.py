@@ -100,7 +100,7 @@ def _share(timeline: Any, t_ns: int, stacks: dict[int, list[list[int]]]) -> None
     for i, column in enumerate(running):
         a, b = t0 + (t_ns - t0) * i // n, t0 + (t_ns - t0) * (i + 1) // n
         if b > a:
-            timeline._segments.append((a, b, column))
+            timeline._segments.extend((a, b, column))
     timeline._t_last = t_ns
 
 

@@ -12,16 +12,21 @@ only around an update), so a long run keeps its precision where it matters. Only
 Columns are keyed by (module, phase, region): region enter/exit events
 (:mod:`greenprof.track.regions`) keep a stack of their own, and the innermost open region labels
 every column entered, the outside-modules time included, while it is open.
+
+The walk runs during the user's program (drains at step boundaries), so nothing it keeps grows
+with the events as tracked objects: self-time segments go to a flat ``array("q")``; stack
+entries live only while their module runs, and spans are kept for the first steps only.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
 from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, TimeTable
+from greenprof.track.cells import Cells, cut_into_bins
 from greenprof.track.events import (
     AUTO_EVAL,
     BACKWARD,
@@ -42,6 +47,10 @@ from greenprof.track.events import PHASE_OF as _PHASE_OF
 from greenprof.track.threads import other_event
 
 __all__ = ["BACKWARD", "FORWARD", "OPTIMIZER", "OTHER", "Timeline"]
+
+#: Self-time segments (three slots each) collected before they are cut into cells: numpy's fixed
+#: cost per flush stays small against the events' own cost, and a drain stays short.
+_FLUSH_SLOTS = 3 * 8192
 
 
 class Timeline:
@@ -90,13 +99,15 @@ class Timeline:
         self._stack: list[list[int]] = []
         self._thread_stacks: dict[int, list[list[int]]] = {}  # by thread number (threads.py)
         self._t_last = t_start_ns
-        self._segments: list[tuple[int, int, int]] = []  # (t0, t1, column) of self time
+        # Flat (t0_ns, t1_ns, column) of self time: machine ints, so that the segments a drain
+        # collects are no tracked objects (a tuple each would set off collections in big heaps).
+        self._segments = array("q")
         # Cells of bins that can no longer change, in chunks (one per flush), and the open tail.
         # Flushing then sorts only what is new: no large temporaries on a long run.
-        self._frozen: list[_Cells] = []
+        self._frozen: list[Cells] = []
         self._frozen_cells = 0
-        self._tail = _Cells.empty()
-        self.trace: list[tuple[int, int, int, int]] = []
+        self._tail = Cells.empty()
+        self._trace = array("q")  # flat (column, t_enter_ns, t_exit_ns, depth) of kept spans
         self._tracing = trace_steps > 0 and max_trace_spans > 0
         self.optimizer_steps = 0
         self.root_calls = 0
@@ -112,17 +123,17 @@ class Timeline:
         """Consume events in time order (as :class:`~.hooks.HookRecorder` records them)."""
         # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
         # for every hook event of the user's training. Segment arithmetic happens in numpy later.
-        segments = self._segments
+        put = self._segments.extend
         stack = self._stack
         column_of = self._column_of
         calls = self._calls
-        trace = self.trace
+        trace = self._trace
         t_last = self._t_last
         outside = self._outside
         events = iter(events)  # other_event() may consume some
         for t_ns, code, key in events:
             if t_ns > t_last:
-                segments.append((t_last, t_ns, stack[-1][2] if stack else outside))
+                put((t_last, t_ns, stack[-1][2] if stack else outside))  # the tuple is freed
                 t_last = t_ns
             if code == FWD_ENTER or code == BWD_ENTER or code == OPT_ENTER:
                 phase = _PHASE_OF[code]
@@ -141,7 +152,7 @@ class Timeline:
             if stack and stack[-1][0] == key and stack[-1][1] == phase:
                 entry = stack.pop()
                 if self._tracing:
-                    trace.append((entry[2], entry[3], t_ns, entry[4]))
+                    trace.extend((entry[2], entry[3], t_ns, entry[4]))
             elif code == BWD_EXIT:
                 self._remove(key, BACKWARD, t_ns)
             elif code == BWD_PASS_END:
@@ -157,10 +168,17 @@ class Timeline:
                 self.optimizer_steps += 1
                 self._tracing = self._trace_open()
         self._t_last = t_last
-        self._flush_bins()
+        if len(self._segments) >= _FLUSH_SLOTS:
+            self._flush_bins()
+
+    @property
+    def trace(self) -> list[tuple[int, int, int, int]]:
+        """The spans kept so far: ``(column, t_enter_ns, t_exit_ns, depth)`` (a copy)."""
+        flat = self._trace
+        return list(zip(flat[0::4], flat[1::4], flat[2::4], flat[3::4], strict=True))
 
     def _trace_open(self) -> bool:
-        return self.steps < self.trace_steps and len(self.trace) < self.max_trace_spans
+        return self.steps < self.trace_steps and len(self._trace) < 4 * self.max_trace_spans
 
     def finish(self, t_end_ns: int) -> TimeTable:
         """Close everything still open at ``t_end_ns`` and return the aggregated table."""
@@ -170,7 +188,7 @@ class Timeline:
             self._close(entry, t_end_ns)
         self._stack = []
         self._flush_bins()
-        cells = _Cells.join([*self._frozen, self._tail])
+        cells = Cells.join([*self._frozen, self._tail])
         return TimeTable(
             columns=list(self.columns),
             calls=np.asarray(self._calls, np.int64),
@@ -181,7 +199,7 @@ class Timeline:
             bin_end_ns=cells.end,
             bin_column=cells.column,
             bin_self_ns=cells.self_ns,
-            trace=list(self.trace),
+            trace=self.trace,
             steps=self.steps,
             inconsistencies=self.inconsistencies,
             column_region=list(self.column_region) if self._column_of_regions() else [],
@@ -246,28 +264,28 @@ class Timeline:
 
     def _close(self, entry: list[int], t_ns: int) -> None:
         if self._tracing:
-            self.trace.append((entry[2], entry[3], t_ns, entry[4]))
+            self._trace.extend((entry[2], entry[3], t_ns, entry[4]))
 
     # ------------------------------------------------------------ self time
     def _advance(self, t_ns: int, column: int | None = None) -> None:
         if t_ns > self._t_last:
             if column is None:
                 column = self._stack[-1][2] if self._stack else self._outside
-            self._segments.append((self._t_last, t_ns, column))
+            self._segments.extend((self._t_last, t_ns, column))
             self._t_last = t_ns
 
     def _flush_bins(self) -> None:
         if not self._segments:
             return
-        segments = np.asarray(self._segments, np.int64).reshape(-1, 3)
-        self._segments = []
+        segments = np.frombuffer(self._segments, np.int64).reshape(-1, 3).copy()
+        del self._segments[:]
         start, end, column = segments[:, 0], segments[:, 1], segments[:, 2]
         per_column = np.bincount(column, weights=end - start, minlength=len(self.columns))
         grown = np.zeros(len(per_column))
         grown[: len(self._self_ns)] = self._self_ns
         self._self_ns = grown + per_column
-        new = self._cut_into_bins(start, end, column)
-        tail = _Cells.join([self._tail, new]).summed()
+        new = cut_into_bins(start, end, column, self.t_start_ns, self.bin_ns)
+        tail = Cells.join([self._tail, new]).summed()
         # Time only moves forward: every bin before the newest one is final.
         done = tail.start < tail.newest()
         if done.any():
@@ -275,25 +293,10 @@ class Timeline:
             self._frozen_cells += int(done.sum())
         self._tail = tail.select(~done)
         if self._frozen_cells > self.max_cells:
-            frozen = self._compact(_Cells.join(self._frozen))
+            frozen = self._compact(Cells.join(self._frozen))
             self._frozen, self._frozen_cells = [frozen], len(frozen)
 
-    def _cut_into_bins(self, start: np.ndarray, end: np.ndarray, column: np.ndarray) -> _Cells:
-        """Cells of self time from segments, each cut at the bin edges it crosses."""
-        width = self.bin_ns
-        first = (start - self.t_start_ns) // width
-        last = (end - 1 - self.t_start_ns) // width
-        pieces = last - first + 1
-        segment = np.repeat(np.arange(len(start)), pieces)
-        offset = np.arange(len(segment)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-        bin_start = self.t_start_ns + (first[segment] + offset) * width
-        piece_start = np.maximum(start[segment], bin_start)
-        piece_end = np.minimum(end[segment], bin_start + width)
-        return _Cells(
-            bin_start, bin_start + width, column[segment], (piece_end - piece_start).astype(float)
-        )
-
-    def _compact(self, cells: _Cells) -> _Cells:
+    def _compact(self, cells: Cells) -> Cells:
         """Merge cells until at most half the cell budget is used; totals never change.
 
         First each layer's cells between two known sensor updates become one: the windows the
@@ -316,85 +319,3 @@ class Timeline:
             merged = cells.merged_on_grid(self.t_start_ns, self._grid_ns)
             if len(merged) <= target or self._grid_ns > span_ns:
                 return merged
-
-
-@dataclass
-class _Cells:
-    """Self time per (time span, column) cell, spread evenly over the span."""
-
-    start: np.ndarray
-    end: np.ndarray
-    column: np.ndarray
-    self_ns: np.ndarray
-
-    @staticmethod
-    def empty() -> _Cells:
-        return _Cells(
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0)
-        )
-
-    @staticmethod
-    def join(parts: list[_Cells]) -> _Cells:
-        return _Cells(
-            np.concatenate([p.start for p in parts]).astype(np.int64),
-            np.concatenate([p.end for p in parts]).astype(np.int64),
-            np.concatenate([p.column for p in parts]).astype(np.int32),
-            np.concatenate([p.self_ns for p in parts]),
-        )
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    def newest(self) -> int:
-        return int(self.start.max()) if len(self.start) else -1
-
-    def select(self, mask: np.ndarray) -> _Cells:
-        return _Cells(self.start[mask], self.end[mask], self.column[mask], self.self_ns[mask])
-
-    def summed(self) -> _Cells:
-        """Add up the time of cells that share a span and a column."""
-        return self._grouped(self.start, self.end, self.start)
-
-    def merged_between(self, lo: np.ndarray, hi: np.ndarray) -> _Cells:
-        """Merge each column's cells that lie between the same two gaps ``[lo_i, hi_i]``.
-
-        Cells inside or across a gap, and after the last one, stay as they are: where exactly
-        they ran decides which side of an update their time falls on.
-        """
-        if not len(self) or not len(lo):
-            return self
-        following = np.searchsorted(hi, self.start, "right")  # first gap not behind the cell
-        between = following < len(lo)
-        between[between] = self.end[between] <= lo[following[between]]
-        return self._merged(between, following)
-
-    def merged_on_grid(self, t0_ns: int, width_ns: int) -> _Cells:
-        """Merge each column's cells within the same ``width_ns`` grid cell from ``t0_ns``."""
-        if not len(self):
-            return self
-        key = (self.start - t0_ns) // width_ns
-        return self._merged((self.end - 1 - t0_ns) // width_ns == key, key)
-
-    def _merged(self, mergeable: np.ndarray, segment: np.ndarray) -> _Cells:
-        """Merge the ``mergeable`` cells of each column that share a ``segment``; keep the rest."""
-        # Merged cells get keys below every start, so they never meet an unmerged cell's key.
-        key = -1 - segment[mergeable].astype(np.int64)
-        inside = self.select(mergeable)
-        merged = inside._grouped(inside.start, inside.end, key)
-        return _Cells.join([merged, self.select(~mergeable)])
-
-    def _grouped(self, start: np.ndarray, end: np.ndarray, key: np.ndarray) -> _Cells:
-        """Cells with equal ``(key, column)`` become one spanning all of them."""
-        if not len(key):
-            return _Cells.empty()
-        order = np.lexsort((self.column, key))
-        k, c = key[order], self.column[order]
-        first = np.ones(len(k), bool)
-        first[1:] = (k[1:] != k[:-1]) | (c[1:] != c[:-1])
-        at = np.flatnonzero(first)
-        return _Cells(
-            np.minimum.reduceat(start[order], at),
-            np.maximum.reduceat(end[order], at),
-            c[at],
-            np.add.reduceat(self.self_ns[order], at),
-        )

@@ -63,6 +63,24 @@ def test_training_loop_rows_cover_every_phase_and_add_up():
     assert int(forward.calls.iloc[0]) == 3
 
 
+def test_events_drained_at_step_boundaries_are_all_counted(monkeypatch):
+    from greenprof.profiler import core
+
+    monkeypatch.setattr(core, "DRAIN_EVENTS", 5)  # drain at (almost) every step boundary
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    with greenprof.profile(sensors=[constant_power()], interval_s=0.002, calibrate=False) as prof:
+        train(model, steps=20)
+        waiting = prof._recorder.pending
+    assert waiting <= 5  # the last boundary drained what the step recorded
+    layers = prof.session.layers()
+    calls = layers.set_index(["module", "phase"]).calls
+    assert calls[("0", "forward")] == calls[("2", "backward")] == 20
+    assert layers.energy_j.sum() == pytest.approx(prof.session.total_energy_j, rel=0.005)
+    assert prof.session.meta["steps"] == 20
+    assert prof.session.meta["sampler"]["ticks"] >= 0
+    assert prof.session.meta["sampler"]["thread_cpu_s"] >= 0
+
+
 def test_session_round_trips_through_a_run_directory(tmp_path):
     with greenprof.profile(sensors=[constant_power()], interval_s=0.002) as prof:
         train(nn.Sequential(nn.Linear(8, 1)))

@@ -179,3 +179,55 @@ def test_time_before_the_first_model_call_is_startup_and_gaps_after_it_are_outsi
     plain = Timeline(0, 10)
     plain.feed([(25, F0, 0), (40, F1, 0)])
     assert (STARTUP_KEY, OTHER) not in self_times(plain.finish(40))
+
+
+def test_event_codes_of_calls_carry_their_phase_and_direction_in_their_bits():
+    # The feed loop reads phase = code >> 1 and exit = code & 1 for every call event.
+    for code, phase, is_exit in (
+        (F0, FORWARD, 0),
+        (F1, FORWARD, 1),
+        (B0, BACKWARD, 0),
+        (B1, BACKWARD, 1),
+        (O0, OPTIMIZER, 0),
+        (O1, OPTIMIZER, 1),
+    ):
+        assert (code >> 1, code & 1) == (phase, is_exit)
+    assert END > O1 and hooks.REGION_ENTER > END and hooks.REGION_EXIT > END
+
+
+def test_feeding_keeps_no_tracked_object_per_event():
+    import gc
+    from array import array
+
+    tl = Timeline(0, 10, trace_steps=0)
+    flat = array("q")
+    for i in range(5000):  # 15 000 events, fewer segments than a flush takes
+        flat.extend((i * 30, F0, 0))
+        flat.extend((i * 30 + 5, B0, 1))
+        flat.extend((i * 30 + 10, B1, 1))
+        flat.extend((i * 30 + 20, F1, 0))
+    tl.feed([(0, F0, 0), (1, F1, 0)])  # the columns exist before counting
+    collections = []
+    gc.collect()  # the allocation count starts from zero
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        tl.feed(hooks.triples(flat[12:]))
+    finally:
+        gc.callbacks.pop()
+    # A tracked object kept per event (a tuple, a list) would set off a collection every 700.
+    assert collections == []
+    table = tl.finish(5000 * 30)
+    assert table.calls[1] == 5000
+    assert table.self_ns.sum() == 5000 * 30
+
+
+def test_an_exit_that_is_not_innermost_closes_backward_entries_in_any_order():
+    tl = Timeline(0, 10, trace_steps=5)
+    # Module 3's backward starts inside module 2's; 2 ends first, then 3 (overlapping ends).
+    tl.feed([(0, B0, 2), (10, B0, 3), (20, B1, 2), (30, B1, 3), (40, F0, 4), (50, F1, 4)])
+    table = tl.finish(50)
+    times = self_times(table)
+    assert times[(2, BACKWARD)] == 10
+    assert times[(3, BACKWARD)] == 20
+    assert times[(4, FORWARD)] == 10
+    assert sorted(span[1:3] for span in table.trace) == [(0, 20), (10, 30), (40, 50)]
