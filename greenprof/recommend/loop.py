@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +33,13 @@ from greenprof.recommend.measure import (
     default_profiler,
     measure,
 )
+from greenprof.recommend.objective import (
+    PER,
+    check_objective,
+    choose_objective,
+    per_objective,
+)
+from greenprof.recommend.progress import progress_bar
 from greenprof.recommend.rules import recommend
 
 logger = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ def optimize(
     relative: bool = False,
     exclude: Sequence[str] = (),
     budget: int = 8,
+    objective: str = "auto",
     actions: Sequence[str] | None = None,
     distill_steps: int = 40,
     distill_temperature: float = 2.0,
@@ -84,6 +91,10 @@ def optimize(
         relative: read ``max_metric_drop`` as a fraction of the original metric.
         exclude: module names (and everything below them) never to touch.
         budget: how many changes to try at most (each variant of a candidate counts one).
+        objective: what to make smaller: ``"j-per-call"`` (joules per workload call),
+            ``"j-per-token"`` (the call's joules over the new tokens it generated, for
+            workloads that call ``generate()`` or ``greenprof.tokens(n)``), or ``"auto"``:
+            per token when the original model's workload generated text, else per call.
         actions: names of the actions allowed; default all with an expected saving.
         distill_steps: knowledge-distillation steps after a lossy change (0 = none).
         distill_temperature: softmax temperature of the distillation.
@@ -99,6 +110,8 @@ def optimize(
         The result: new model, history, before/after sessions and metrics.
 
     Raises:
+        ConfigError: an unknown ``objective``, or ``"j-per-token"`` for a workload that
+            generated no new tokens.
         Exception: whatever ``workload`` or ``evaluate`` raise on the *original* model (nothing
             can be compared without a baseline).
 
@@ -110,18 +123,25 @@ def optimize(
     """
     if budget < 0 or max_metric_drop < 0:
         raise ValueError("budget and max_metric_drop must not be negative")
+    check_objective(objective)
     profiler = profiler or default_profiler(**(profile_options or {}))
     original = copy.deepcopy(model)
     current = copy.deepcopy(model)
     calls = capture_calls(current, workload)
 
-    def measured(candidate_model: nn.Module) -> Measurement:
+    def per_call(candidate_model: nn.Module) -> Measurement:
         return measure(candidate_model, workload, profiler=profiler, min_seconds=min_profile_s)
 
-    baseline = measured(current)
+    first = per_call(current)
+    chosen = choose_objective(objective, first)
+
+    def measured(candidate_model: nn.Module) -> Measurement:
+        return per_objective(per_call(candidate_model), chosen)
+
+    baseline = per_objective(first, chosen)
     metric_0 = float(evaluate(current))
     allowed = max_metric_drop * abs(metric_0) if relative else max_metric_drop
-    judge = _Judge(metric_0, allowed, higher_is_better)
+    judge = _Judge(metric_0, allowed, higher_is_better, chosen)
     state = _State(current, baseline, metric_0)
     context = ActionContext(calls=calls, exclude=tuple(exclude))
     directory = Path(out) if out is not None else None
@@ -131,7 +151,7 @@ def optimize(
     history: list[Step] = []
     stopped, error = "budget spent", None
     trials: list[tuple[Step, tuple[nn.Module, Measurement]]] = []
-    bar = _progress_bar(budget, progress)
+    bar = progress_bar(budget, progress)
     try:
         while len(history) < budget:
             candidate = _next_candidate(state, exclude, actions, tried)
@@ -188,10 +208,13 @@ def optimize(
 class _Judge:
     """Accept/reject: energy must fall beyond the noise, the metric stay within the allowed drop."""
 
-    def __init__(self, metric_0: float, allowed: float, higher_is_better: bool) -> None:
+    def __init__(
+        self, metric_0: float, allowed: float, higher_is_better: bool, objective: str
+    ) -> None:
         self.metric_0 = metric_0
         self.allowed = allowed
         self.higher_is_better = higher_is_better
+        self.objective = objective
 
     @property
     def limit(self) -> float:
@@ -204,9 +227,13 @@ class _Judge:
         saved = before.energy_j - after.energy_j
         noise = math.hypot(before.uncertainty_j, after.uncertainty_j)
         share = saved / before.energy_j if before.energy_j else 0.0
-        energy = f"energy {-share:+.1%} ({-saved:+.3g} J/call, noise ±{noise:.2g} J)"
+        unit = "J/call" if self.objective == "j-per-call" else "J/new token"
+        energy = f"energy {-share:+.1%} ({-saved:+.3g} {unit}, noise ±{noise:.2g} J)"
         bound = ">=" if self.higher_is_better else "<="
         quality = f"metric {metric:.4g} (must be {bound} {self.limit:.4g})"
+        if not math.isfinite(after.energy_j):
+            # Only a per-token figure can be undefined: the changed model generated nothing.
+            return False, f"no joules per {PER[self.objective]}: no new tokens generated; {quality}"
         if not math.isfinite(metric):
             return False, f"metric is {metric}; {energy}"
         ok = metric >= self.limit if self.higher_is_better else metric <= self.limit
@@ -340,7 +367,13 @@ def _result(
         **_energy_fields("after", after),
         higher_is_better=judge.higher_is_better,
         allowed_drop=judge.allowed,
-        meta={"repeats_before": before.repeats, "repeats_after": after.repeats},
+        objective=judge.objective,
+        meta={
+            "repeats_before": before.repeats,
+            "repeats_after": after.repeats,
+            "new_tokens_per_call_before": before.new_tokens,
+            "new_tokens_per_call_after": after.new_tokens,
+        },
     )
 
 
@@ -351,23 +384,3 @@ def _energy_fields(side: str, measurement: Measurement) -> dict[str, float]:
         f"energy_{side}_lo_j": measurement.energy_lo_j,
         f"energy_{side}_hi_j": measurement.energy_hi_j,
     }
-
-
-def _progress_bar(total: int, enabled: bool | None) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(total=total, file=sys.stderr, disable=disable, unit="change", leave=False)
-
-
-class _NoBar:
-    def set_description(self, text: str) -> None:
-        pass
-
-    def update(self, count: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
