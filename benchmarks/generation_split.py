@@ -1,0 +1,135 @@
+"""Joules per token from one profile of generate() against separate profiles; decode overhead.
+
+Run by hand (not part of the test suite):
+
+    .venv/bin/python benchmarks/generation_split.py [--rounds 7] [--calls 4]
+
+On the model of ``examples/generate.py`` (a small GPT-2 trained briefly on library source):
+
+1. **Split.** Each round profiles, in turn: ``--calls`` generate() calls (the split greenprof
+   makes inside one profile: ``session.generation()``); the same prefill forwards alone (one
+   forward over the prompts with a cache, as generate's first step); and the generate()
+   calls again. Separately measured, prefill per prompt token is the prefill profile's joules
+   over its prompt tokens, decode per new token is (generate profile - prefill profile) over
+   the new tokens. Printed: the medians over the rounds and the relative differences.
+2. **Decode overhead.** New tokens per second of the same generate() calls without a profiler,
+   inside ``greenprof.profile()`` and inside ``torch.profiler.profile()`` (CPU activities),
+   interleaved round by round; the overhead is the median of the per-round ratios, minus one.
+
+Nothing here is a stored number: every figure comes from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import generate  # noqa: E402
+from _shared import threads  # noqa: E402
+from gpt2_lm import complete, prompts, split_stream, trained  # noqa: E402
+
+import greenprof  # noqa: E402
+
+
+def profiled(work: Callable[[], Any]) -> greenprof.Session:
+    with greenprof.profile(calibrate=False) as prof:
+        work()
+    return prof.session
+
+
+def split_round(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, calls: int):
+    """One round: per-token figures from one profile and from separate ones."""
+
+    def generating() -> None:
+        for _ in range(calls):
+            complete(model, ids, mask)
+
+    def prefilling() -> None:
+        for _ in range(calls):
+            # As generate's first step: a cache filled, logits of the last position only.
+            model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+
+    one = profiled(generating).generation()
+    prefill = profiled(prefilling)
+    again = profiled(generating)
+    prompt, new = float(one["prompt_tokens"].sum()), float(one["new_tokens"].sum())
+    return {
+        "one_decode": float(one["decode_j"].sum()) / new,
+        "one_prefill": float(one["prefill_j"].sum()) / prompt,
+        "sep_decode": (again.total_energy_j - prefill.total_energy_j) / new,
+        "sep_prefill": prefill.total_energy_j / prompt,
+        "estimated": prefill.estimated,
+    }
+
+
+def rate(model, ids, mask, calls: int, around: Callable[[], Any]) -> float:
+    """New tokens per second of ``calls`` generate() calls inside ``around()``."""
+    tokens = 0
+    with around():
+        started = time.perf_counter()
+        for _ in range(calls):
+            out = complete(model, ids, mask)
+            tokens += out.shape[0] * (out.shape[1] - ids.shape[1])
+        elapsed = time.perf_counter() - started
+    return tokens / elapsed
+
+
+def torch_profiler() -> Any:
+    return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--calls", type=int, default=4, help="generate() calls per profile")
+    args = parser.parse_args()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    model = trained(generate.TRAIN_STEPS, **generate.SHAPE).eval()
+    ids, mask = prompts(split_stream("test"), 8)
+    with threads(1), torch.inference_mode():
+        complete(model, ids, mask)  # warm-up
+        rounds = [split_round(model, ids, mask, args.calls) for _ in range(args.rounds)]
+        speeds: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
+        for _ in range(args.rounds):
+            for name, around in (
+                ("plain", contextlib.nullcontext),
+                ("greenprof", lambda: greenprof.profile(calibrate=False)),
+                ("torch.profiler", torch_profiler),
+            ):
+                speeds[name].append(rate(model, ids, mask, args.calls, around))
+    unit = "J (ESTIMATED)" if rounds[0]["estimated"] else "J"
+    print(f"\nper-token figures, median of {args.rounds} rounds, {args.calls} calls each ({unit})")
+    print(f"{'':22}{'one profile':>14}{'separate':>14}{'difference':>12}")
+    for kind, label in (("decode", "decode per new token"), ("prefill", "prefill per prompt")):
+        one = statistics.median(r[f"one_{kind}"] for r in rounds)
+        sep = statistics.median(r[f"sep_{kind}"] for r in rounds)
+        diffs = [r[f"one_{kind}"] / r[f"sep_{kind}"] - 1 for r in rounds]
+        print(
+            f"{label:22}{one * 1e3:11.4f} mJ{sep * 1e3:11.4f} mJ{(one / sep - 1):+11.1%}"
+            f"   (per round: median {statistics.median(diffs):+.1%}, "
+            f"range {min(diffs):+.1%} to {max(diffs):+.1%})"
+        )
+    print(f"\ndecode speed, new tokens/s, median of {args.rounds} interleaved rounds")
+    plain = speeds["plain"]
+    for name in ("plain", "greenprof", "torch.profiler"):
+        ratios = [p / s - 1 for p, s in zip(plain, speeds[name], strict=True)]
+        print(
+            f"  {name:15}{statistics.median(speeds[name]):9.0f} tokens/s"
+            + (f"   overhead {statistics.median(ratios):+.1%}" if name != "plain" else "")
+        )
+
+
+if __name__ == "__main__":
+    main()
