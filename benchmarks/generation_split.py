@@ -7,11 +7,13 @@ Run by hand (not part of the test suite):
 On the model of ``examples/generate.py`` (a small GPT-2 trained briefly on library source):
 
 1. **Split.** Each round profiles, in turn: ``--calls`` generate() calls (the split greenprof
-   makes inside one profile: ``session.generation()``); the same prefill forwards alone (one
-   forward over the prompts with a cache, as generate's first step); and the generate()
-   calls again. Separately measured, prefill per prompt token is the prefill profile's joules
-   over its prompt tokens, decode per new token is (generate profile - prefill profile) over
-   the new tokens. Printed: the medians over the rounds and the relative differences.
+   makes inside one profile: ``session.generation()``); the prefill alone, as
+   ``generate(max_new_tokens=1)`` (generate's setup and first forward; repeated
+   ``PREFILLS_PER_CALL`` times per call so the profile lasts); and the generate() calls again.
+   Separately measured, prefill per prompt token is the prefill profile's joules over its
+   prompt tokens, decode per new token is (generate profile - prefill profile) over the new
+   tokens. Printed: the medians over the rounds, and the median and range of the per-round
+   relative differences.
 2. **Decode overhead.** New tokens per second of the same generate() calls without a profiler,
    inside ``greenprof.profile()`` and inside ``torch.profiler.profile()`` (CPU activities),
    interleaved round by round; the overhead is the median of the per-round ratios, minus one.
@@ -42,6 +44,10 @@ from gpt2_lm import complete, prompts, split_stream, trained  # noqa: E402
 
 import greenprof  # noqa: E402
 
+#: The prefill profile repeats each call's prefill this often: alone, one prefill lasts a few
+#: milliseconds, too short for a sensor's windows.
+PREFILLS_PER_CALL = 10
+
 
 def profiled(work: Callable[[], Any]) -> greenprof.Session:
     with greenprof.profile(calibrate=False) as prof:
@@ -57,19 +63,20 @@ def split_round(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, c
             complete(model, ids, mask)
 
     def prefilling() -> None:
-        for _ in range(calls):
-            # As generate's first step: a cache filled, logits of the last position only.
-            model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+        for _ in range(calls * PREFILLS_PER_CALL):
+            # generate()'s own setup and first step, the first new token chosen: its prefill.
+            model.generate(ids, attention_mask=mask, max_new_tokens=1, do_sample=False)
 
     one = profiled(generating).generation()
     prefill = profiled(prefilling)
     again = profiled(generating)
     prompt, new = float(one["prompt_tokens"].sum()), float(one["new_tokens"].sum())
+    prefill_j = prefill.total_energy_j / PREFILLS_PER_CALL  # the prefill of ``calls`` calls
     return {
         "one_decode": float(one["decode_j"].sum()) / new,
         "one_prefill": float(one["prefill_j"].sum()) / prompt,
-        "sep_decode": (again.total_energy_j - prefill.total_energy_j) / new,
-        "sep_prefill": prefill.total_energy_j / prompt,
+        "sep_decode": (again.total_energy_j - prefill_j) / new,
+        "sep_prefill": prefill_j / prompt,
         "estimated": prefill.estimated,
     }
 
@@ -94,15 +101,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--calls", type=int, default=4, help="generate() calls per profile")
+    parser.add_argument("--speed-rounds", type=int, default=15, help="rounds of the speed test")
+    parser.add_argument("--steps", type=int, default=generate.TRAIN_STEPS, help="training steps")
     args = parser.parse_args()
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    model = trained(generate.TRAIN_STEPS, **generate.SHAPE).eval()
+    model = trained(args.steps, **generate.SHAPE).eval()
     ids, mask = prompts(split_stream("test"), 8)
     with threads(1), torch.inference_mode():
         complete(model, ids, mask)  # warm-up
         rounds = [split_round(model, ids, mask, args.calls) for _ in range(args.rounds)]
         speeds: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
-        for _ in range(args.rounds):
+        for _ in range(args.speed_rounds):
             for name, around in (
                 ("plain", contextlib.nullcontext),
                 ("greenprof", lambda: greenprof.profile(calibrate=False)),
@@ -121,7 +130,7 @@ def main() -> None:
             f"   (per round: median {statistics.median(diffs):+.1%}, "
             f"range {min(diffs):+.1%} to {max(diffs):+.1%})"
         )
-    print(f"\ndecode speed, new tokens/s, median of {args.rounds} interleaved rounds")
+    print(f"\ndecode speed, new tokens/s, median of {args.speed_rounds} interleaved rounds")
     plain = speeds["plain"]
     for name in ("plain", "greenprof", "torch.profiler"):
         ratios = [p / s - 1 for p, s in zip(plain, speeds[name], strict=True)]
