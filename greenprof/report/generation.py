@@ -196,8 +196,9 @@ def generation_html(session: Session, n: int = HTML_LAYERS) -> str:
             phases,
         ),
         _calls_table(rows),
-        "<p class=sub>Prefill is each call's first forward, decode the rest; joules per new "
-        "token are decode joules over new tokens, with their 95% interval.</p>",
+        "<p class=sub>Prefill runs from each call's start to the end of its first forward, "
+        "decode the rest; joules per new token are decode joules over new tokens, with their "
+        "95% interval.</p>",
     ]
     layers = decode_layers(session, n)
     if not layers.empty:
