@@ -97,29 +97,10 @@ def torch_profiler() -> Any:
     return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
-    parser.add_argument("--calls", type=int, default=4, help="generate() calls per profile")
-    parser.add_argument("--speed-rounds", type=int, default=15, help="rounds of the speed test")
-    parser.add_argument("--steps", type=int, default=generate.TRAIN_STEPS, help="training steps")
-    args = parser.parse_args()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    model = trained(args.steps, **generate.SHAPE).eval()
-    ids, mask = prompts(split_stream("test"), 8)
-    with threads(1), torch.inference_mode():
-        complete(model, ids, mask)  # warm-up
-        rounds = [split_round(model, ids, mask, args.calls) for _ in range(args.rounds)]
-        speeds: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
-        for _ in range(args.speed_rounds):
-            for name, around in (
-                ("plain", contextlib.nullcontext),
-                ("greenprof", lambda: greenprof.profile(calibrate=False)),
-                ("torch.profiler", torch_profiler),
-            ):
-                speeds[name].append(rate(model, ids, mask, args.calls, around))
+def print_split(rounds: list[dict[str, Any]], calls: int) -> None:
+    """The per-token figures of one profile against separate ones, with their differences."""
     unit = "J (ESTIMATED)" if rounds[0]["estimated"] else "J"
-    print(f"\nper-token figures, median of {args.rounds} rounds, {args.calls} calls each ({unit})")
+    print(f"\nper-token figures, median of {len(rounds)} rounds, {calls} calls each ({unit})")
     print(f"{'':22}{'one profile':>14}{'separate':>14}{'difference':>12}")
     for kind, label in (("decode", "decode per new token"), ("prefill", "prefill per prompt")):
         one = statistics.median(r[f"one_{kind}"] for r in rounds)
@@ -130,6 +111,36 @@ def main() -> None:
             f"   (per round: median {statistics.median(diffs):+.1%}, "
             f"range {min(diffs):+.1%} to {max(diffs):+.1%})"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--calls", type=int, default=4, help="generate() calls per profile")
+    parser.add_argument("--skip-split", action="store_true", help="only the speed test")
+    parser.add_argument("--speed-rounds", type=int, default=15, help="rounds of the speed test")
+    parser.add_argument("--steps", type=int, default=generate.TRAIN_STEPS, help="training steps")
+    args = parser.parse_args()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    model = trained(args.steps, **generate.SHAPE).eval()
+    ids, mask = prompts(split_stream("test"), 8)
+    with threads(1), torch.inference_mode():
+        complete(model, ids, mask)  # warm-up
+        rounds = (
+            []
+            if args.skip_split
+            else [split_round(model, ids, mask, args.calls) for _ in range(args.rounds)]
+        )
+        speeds: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
+        for _ in range(args.speed_rounds):
+            for name, around in (
+                ("plain", contextlib.nullcontext),
+                ("greenprof", lambda: greenprof.profile(calibrate=False)),
+                ("torch.profiler", torch_profiler),
+            ):
+                speeds[name].append(rate(model, ids, mask, args.calls, around))
+    if rounds:
+        print_split(rounds, args.calls)
     print(f"\ndecode speed, new tokens/s, median of {args.speed_rounds} interleaved rounds")
     plain = speeds["plain"]
     for name in ("plain", "greenprof", "torch.profiler"):
