@@ -24,7 +24,8 @@ from gpt2_lm import PAD, PROMPT_BYTES, complete, prompts, split_stream, trained 
 import greenprof  # noqa: E402
 
 TRAIN_STEPS = 120
-CALLS = 6
+#: generate() calls in the profile: enough for a profile of a few seconds (tighter intervals).
+CALLS = 24
 #: The model: smaller than the optimize example's, to keep this one short.
 SHAPE = {"n_layer": 2, "n_embd": 128}
 
@@ -42,7 +43,9 @@ def main() -> None:
         print(f"  {prompt!r} -> {new.decode('utf-8', 'replace')!r}")
     columns = ["prompt_tokens", "new_tokens", "prefill_s", "decode_s", "prefill_j", "decode_j"]
     columns += ["j_per_new_token", "j_per_prompt_token"]
-    print(session.generation()[columns].to_string())
+    table = session.generation()[columns]
+    print(table.head(3).to_string())
+    print(f"... {len(table)} calls in all")
     print(session.summary(n=5))
 
 
