@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from greenprof.recommend.actions import ActionContext, get_action
 from greenprof.recommend.actions.distill import distill
 from greenprof.recommend.candidates import Candidate
 from greenprof.recommend.capture import capture_calls
+from greenprof.recommend.judge import Futile, Judge, did_not_save
 from greenprof.recommend.measure import (
     Measurement,
     ProfilerFactory,
@@ -33,12 +33,7 @@ from greenprof.recommend.measure import (
     default_profiler,
     measure,
 )
-from greenprof.recommend.objective import (
-    PER,
-    check_objective,
-    choose_objective,
-    per_objective,
-)
+from greenprof.recommend.objective import check_objective, choose_objective, per_objective
 from greenprof.recommend.progress import progress_bar
 from greenprof.recommend.rules import recommend
 
@@ -141,26 +136,27 @@ def optimize(
     baseline = per_objective(first, chosen)
     metric_0 = float(evaluate(current))
     allowed = max_metric_drop * abs(metric_0) if relative else max_metric_drop
-    judge = _Judge(metric_0, allowed, higher_is_better, chosen)
+    judge = Judge(metric_0, allowed, higher_is_better, chosen)
     state = _State(current, baseline, metric_0)
     context = ActionContext(calls=calls, exclude=tuple(exclude))
     directory = Path(out) if out is not None else None
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     tried: set[tuple[Any, ...]] = set()
+    futile = Futile()
     history: list[Step] = []
     stopped, error = "budget spent", None
     trials: list[tuple[Step, tuple[nn.Module, Measurement]]] = []
     bar = progress_bar(budget, progress)
     try:
         while len(history) < budget:
-            candidate = _next_candidate(state, exclude, actions, tried)
+            candidate = _next_candidate(state, exclude, actions, tried, futile)
             if candidate is None:
                 stopped = "no untried candidate left"
                 break
             tried.add(candidate.key)
             spec = get_action(candidate.action)
-            trials = []
+            trials, first_step = [], len(history)
             for variant in spec.variants:
                 if len(history) >= budget:
                     break
@@ -183,9 +179,13 @@ def optimize(
                 logger.info("greenprof optimize: %s %s: %s", step.label, params, step.reason)
                 if trial is not None:
                     trials.append((step, trial))
+            steps = history[first_step:]
+            if len(steps) == len(spec.variants) and all(did_not_save(s) for s in steps):
+                futile.add(candidate.action, candidate.targets)
             if _keep_best(trials, state):
                 # The model changed: the same change may pay again (another block, more heads).
                 tried.discard(candidate.key)
+                futile.clear()
             trials = []
             if directory is not None:
                 write_history(directory, {"history": [vars(s) for s in history]})
@@ -205,46 +205,6 @@ def optimize(
     return result
 
 
-class _Judge:
-    """Accept/reject: energy must fall beyond the noise, the metric stay within the allowed drop."""
-
-    def __init__(
-        self, metric_0: float, allowed: float, higher_is_better: bool, objective: str
-    ) -> None:
-        self.metric_0 = metric_0
-        self.allowed = allowed
-        self.higher_is_better = higher_is_better
-        self.objective = objective
-
-    @property
-    def limit(self) -> float:
-        """The worst metric still accepted."""
-        if self.higher_is_better:
-            return self.metric_0 - self.allowed
-        return self.metric_0 + self.allowed
-
-    def __call__(self, before: Measurement, after: Measurement, metric: float) -> tuple[bool, str]:
-        saved = before.energy_j - after.energy_j
-        noise = math.hypot(before.uncertainty_j, after.uncertainty_j)
-        share = saved / before.energy_j if before.energy_j else 0.0
-        unit = "J/call" if self.objective == "j-per-call" else "J/new token"
-        energy = f"energy {-share:+.1%} ({-saved:+.3g} {unit}, noise ±{noise:.2g} J)"
-        bound = ">=" if self.higher_is_better else "<="
-        quality = f"metric {metric:.4g} (must be {bound} {self.limit:.4g})"
-        if not math.isfinite(after.energy_j):
-            # Only a per-token figure can be undefined: the changed model generated nothing.
-            return False, f"no joules per {PER[self.objective]}: no new tokens generated; {quality}"
-        if not math.isfinite(metric):
-            return False, f"metric is {metric}; {energy}"
-        ok = metric >= self.limit if self.higher_is_better else metric <= self.limit
-        if not ok:
-            return False, f"{quality} lost too much; {energy}"
-        if saved <= noise:
-            verdict = "rose" if saved < 0 else "did not fall beyond the noise"
-            return False, f"energy {verdict}: {energy}; {quality}"
-        return True, f"{energy}; {quality}"
-
-
 class _State:
     """The model the loop has so far, its measurement and metric."""
 
@@ -259,9 +219,12 @@ def _next_candidate(
     exclude: Sequence[str],
     actions: Sequence[str] | None,
     tried: set[tuple[Any, ...]],
+    futile: Futile,
 ) -> Candidate | None:
     for candidate in recommend(state.measurement.session, state.model, exclude=exclude):
         if candidate.key in tried or candidate.expected_saving_j <= 0:
+            continue
+        if futile.covers(candidate.action, candidate.targets):
             continue
         if actions is not None and candidate.action not in actions:
             continue
@@ -274,7 +237,7 @@ def _try(
     params: dict[str, Any],
     state: _State,
     context: ActionContext,
-    judge: _Judge,
+    judge: Judge,
     measured: Callable[[nn.Module], Measurement],
     evaluate: Evaluate,
     *,
@@ -348,7 +311,7 @@ def _result(
     baseline: Measurement,
     metric_0: float,
     history: list[Step],
-    judge: _Judge,
+    judge: Judge,
     measured: Callable[[nn.Module], Measurement],
 ) -> OptimizeResult:
     """Build the result; when something was kept, measure both models again, back to back."""
