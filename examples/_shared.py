@@ -82,11 +82,16 @@ def print_outcome(result: Any, *, samples_per_call: int, metric: str, fmt: str) 
         mark = "kept    " if step.accepted else "rejected"
         print(f"  {step.index:2d}. {mark} {step.label} {step.params or ''}\n      {step.reason}")
 
+    # Per call, the figures are shared out over the samples; per new token they already are.
+    per_token = result.objective == "j-per-token"
+    count = 1 if per_token else samples_per_call
+
     def per_sample(value: float) -> str:
-        return f"{value / samples_per_call * 1e3:.3f} mJ"
+        return f"{value / count * 1e3:.3f} mJ"
 
     print(
-        f"energy per sample: {per_sample(result.energy_before_j)} "
+        f"energy per {'new token' if per_token else 'sample'}: "
+        f"{per_sample(result.energy_before_j)} "
         f"[{per_sample(result.energy_before_lo_j)}, {per_sample(result.energy_before_hi_j)}] -> "
         f"{per_sample(result.energy_after_j)} "
         f"[{per_sample(result.energy_after_lo_j)}, {per_sample(result.energy_after_hi_j)}] {unit}"

@@ -23,7 +23,8 @@ HISTORY_FILE = "history.json"
 class Step:
     """One tried change (one variant of one candidate), measured and judged.
 
-    Energies are joules per workload call; ``*_lo_j``/``*_hi_j`` bound the 95 % interval. The
+    Energies are joules per workload call (per new token under the ``j-per-token`` objective,
+    see :attr:`OptimizeResult.objective`); ``*_lo_j``/``*_hi_j`` bound the 95 % interval. The
     "before" figures are those of the model the step started from (the last accepted one).
 
     Attributes:
@@ -87,6 +88,8 @@ class OptimizeResult:
         energy_after_j: joules per workload call of the optimized model.
         higher_is_better: direction of the metric.
         allowed_drop: the largest metric loss accepted, in the metric's units.
+        objective: what the energies are per: ``"j-per-call"`` (a workload call) or
+            ``"j-per-token"`` (a new token the workload generated); see :attr:`per`.
         stopped: why the loop ended.
         error: what went wrong when the loop stopped on an error, else ``None``.
 
@@ -111,6 +114,7 @@ class OptimizeResult:
     energy_after_hi_j: float
     higher_is_better: bool = True
     allowed_drop: float = 0.0
+    objective: str = "j-per-call"
     stopped: str = ""
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -121,8 +125,13 @@ class OptimizeResult:
         return self.before.estimated or self.after.estimated
 
     @property
+    def per(self) -> str:
+        """What one energy figure is per, in words: ``"workload call"`` or ``"new token"``."""
+        return "new token" if self.objective == "j-per-token" else "workload call"
+
+    @property
     def saving(self) -> float:
-        """Fraction of the original joules per call saved."""
+        """Fraction of the original joules per call (or per new token) saved."""
         return _saved(self.energy_after_j, self.energy_before_j)
 
     @property
@@ -146,7 +155,7 @@ class OptimizeResult:
         before = _interval(self.energy_before_j, self.energy_before_lo_j, self.energy_before_hi_j)
         after = _interval(self.energy_after_j, self.energy_after_lo_j, self.energy_after_hi_j)
         lines = [
-            f"energy per workload call: {before} -> {after} {unit}",
+            f"energy per {self.per}: {before} -> {after} {unit}",
             f"saved {self.saving:.1%} ({self.saving_lo:.1%} to {self.saving_hi:.1%});"
             f" metric {self.metric_before:.4g} -> {self.metric_after:.4g}",
             f"{len(self.history)} change{'' if len(self.history) == 1 else 's'} tried, "

@@ -229,9 +229,9 @@ class Session:
         region in which ``greenprof.tokens(n)`` counted tokens. ``prompt_tokens`` is summed over
         the batch without padding (the attention mask); ``new_tokens`` over the returned
         sequences, each up to and including its end-of-sequence token. ``prefill_*`` covers
-        the first forward of a call (region ``prefill``), ``decode_*`` the rest (region
-        ``decode``); each region's joules are the sum of its layer rows, split between calls by
-        their time in it, with bounds (``_lo_j``/``_hi_j``). ``j_per_new_token`` is
+        a call up to the end of its first forward (region ``prefill``), ``decode_*`` the rest
+        (region ``decode``); each region's joules are the sum of its layer rows, split between
+        calls by their time in it, with bounds (``_lo_j``/``_hi_j``). ``j_per_new_token`` is
         ``decode_j / new_tokens``, ``j_per_prompt_token`` ``prefill_j / prompt_tokens`` (NaN
         where nothing was counted). ``note`` says what was not counted exactly (beam search,
         ...). Empty, with the reason in ``meta["generation_note"]``, when nothing generated.

@@ -91,7 +91,7 @@ def generation_rows(
         is_prompt = name == prefill
         row = {
             "call": len(rows),
-            "source": f"tokens in region {name!r}" if name else "tokens outside any region",
+            "source": token_source(name),
             "prompt_tokens": count if is_prompt else 0,
             "new_tokens": 0 if is_prompt else count,
             "prefill_s": time_s * own if is_prompt else 0.0,
@@ -109,6 +109,23 @@ def generation_rows(
     return rows
 
 
+def token_source(region: str) -> str:
+    """The ``source`` of the row of tokens counted by hand in ``region``."""
+    return f"tokens in region {region!r}" if region else "tokens outside any region"
+
+
+def decoded_in(rows: pd.DataFrame, region: str = "decode") -> int:
+    """New tokens whose decoding ran in ``region``.
+
+    Those of every ``generate()`` call and those counted there by hand; ``rows`` as
+    ``Session.generation()`` returns them.
+    """
+    if rows.empty:
+        return 0
+    mine = rows["source"].isin(["generate", token_source(region)])
+    return int(rows.loc[mine, "new_tokens"].sum())
+
+
 def _counts(call: dict[str, Any]) -> dict[str, Any]:
     return {
         "prompt_tokens": int(call.get("prompt_tokens", 0)),
@@ -117,4 +134,4 @@ def _counts(call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["GENERATION_COLUMNS", "generation_rows", "region_totals"]
+__all__ = ["GENERATION_COLUMNS", "decoded_in", "generation_rows", "region_totals", "token_source"]

@@ -9,7 +9,7 @@ import click
 from greenprof.cli.common import fail, load_run, shown
 from greenprof.cli.group import cli
 from greenprof.cli.options import RUN_DIR, count_option, exclude_option, names, out_option
-from greenprof.errors import GreenprofError
+from greenprof.errors import ConfigError, GreenprofError
 from greenprof.session import REPORT_FILE
 
 
@@ -54,6 +54,13 @@ def recommend(run_dir: Path, n: int, exclude: tuple[str, ...]) -> None:
     show_default=True,
     help="Repeat the workload until each profile lasts this long (tighter intervals).",
 )
+@click.option(
+    "--objective",
+    default=None,
+    help="What to make smaller: j-per-call (joules per workload call) or j-per-token (per new "
+    "token the workload generates with generate() or greenprof.tokens) [default: the task's, "
+    "else auto: per token when the workload generates text].",
+)
 @out_option("Output directory")
 def optimize(
     task: str,
@@ -62,6 +69,7 @@ def optimize(
     exclude: tuple[str, ...],
     budget: int,
     profile_s: float,
+    objective: str | None,
     out: Path | None,
 ) -> None:
     """Shrink the hottest layers of TASK's model, keeping only changes re-profiling proves.
@@ -71,9 +79,12 @@ def optimize(
     """
     from greenprof import runner
     from greenprof.recommend.loop import optimize as run_optimize
+    from greenprof.recommend.objective import check_objective
     from greenprof.recommend.task import load_task
 
     try:
+        if objective is not None:
+            check_objective(objective)  # before the task trains its model
         loaded = load_task(task)
         options = dict(loaded.options)
         if max_metric_drop is not None:
@@ -82,18 +93,23 @@ def optimize(
             options["higher_is_better"] = not lower_is_better
         options["exclude"] = [*options.get("exclude", ()), *names(exclude)]
         options.setdefault("max_metric_drop", 0.01)
+        if objective is not None:
+            options["objective"] = objective
         out_dir = runner.run_dir_for(runner.Target.script(task.rpartition(":")[0]), out)
     except GreenprofError as exc:
         fail(str(exc))
-    result = run_optimize(
-        loaded.model,
-        loaded.workload,
-        loaded.evaluate,
-        budget=budget,
-        min_profile_s=profile_s,
-        out=out_dir,
-        **options,
-    )
+    try:
+        result = run_optimize(
+            loaded.model,
+            loaded.workload,
+            loaded.evaluate,
+            budget=budget,
+            min_profile_s=profile_s,
+            out=out_dir,
+            **options,
+        )
+    except ConfigError as exc:  # per token asked of a workload that generates nothing
+        fail(str(exc))
     click.echo(result.summary())
     click.echo(f"greenprof: optimize report written to {shown(out_dir / REPORT_FILE)}", err=True)
 

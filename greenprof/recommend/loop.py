@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +25,7 @@ from greenprof.recommend.actions import ActionContext, get_action
 from greenprof.recommend.actions.distill import distill
 from greenprof.recommend.candidates import Candidate
 from greenprof.recommend.capture import capture_calls
+from greenprof.recommend.judge import Futile, Judge, did_not_save
 from greenprof.recommend.measure import (
     Measurement,
     ProfilerFactory,
@@ -34,6 +33,8 @@ from greenprof.recommend.measure import (
     default_profiler,
     measure,
 )
+from greenprof.recommend.objective import check_objective, choose_objective, per_objective
+from greenprof.recommend.progress import progress_bar
 from greenprof.recommend.rules import recommend
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def optimize(
     relative: bool = False,
     exclude: Sequence[str] = (),
     budget: int = 8,
+    objective: str = "auto",
     actions: Sequence[str] | None = None,
     distill_steps: int = 40,
     distill_temperature: float = 2.0,
@@ -84,6 +86,10 @@ def optimize(
         relative: read ``max_metric_drop`` as a fraction of the original metric.
         exclude: module names (and everything below them) never to touch.
         budget: how many changes to try at most (each variant of a candidate counts one).
+        objective: what to make smaller: ``"j-per-call"`` (joules per workload call),
+            ``"j-per-token"`` (the call's joules over the new tokens it generated, for
+            workloads that call ``generate()`` or ``greenprof.tokens(n)``), or ``"auto"``:
+            per token when the original model's workload generated text, else per call.
         actions: names of the actions allowed; default all with an expected saving.
         distill_steps: knowledge-distillation steps after a lossy change (0 = none).
         distill_temperature: softmax temperature of the distillation.
@@ -99,6 +105,8 @@ def optimize(
         The result: new model, history, before/after sessions and metrics.
 
     Raises:
+        ConfigError: an unknown ``objective``, or ``"j-per-token"`` for a workload that
+            generated no new tokens.
         Exception: whatever ``workload`` or ``evaluate`` raise on the *original* model (nothing
             can be compared without a baseline).
 
@@ -110,37 +118,45 @@ def optimize(
     """
     if budget < 0 or max_metric_drop < 0:
         raise ValueError("budget and max_metric_drop must not be negative")
+    check_objective(objective)
     profiler = profiler or default_profiler(**(profile_options or {}))
     original = copy.deepcopy(model)
     current = copy.deepcopy(model)
     calls = capture_calls(current, workload)
 
-    def measured(candidate_model: nn.Module) -> Measurement:
+    def per_call(candidate_model: nn.Module) -> Measurement:
         return measure(candidate_model, workload, profiler=profiler, min_seconds=min_profile_s)
 
-    baseline = measured(current)
+    first = per_call(current)
+    chosen = choose_objective(objective, first)
+
+    def measured(candidate_model: nn.Module) -> Measurement:
+        return per_objective(per_call(candidate_model), chosen)
+
+    baseline = per_objective(first, chosen)
     metric_0 = float(evaluate(current))
     allowed = max_metric_drop * abs(metric_0) if relative else max_metric_drop
-    judge = _Judge(metric_0, allowed, higher_is_better)
+    judge = Judge(metric_0, allowed, higher_is_better, chosen)
     state = _State(current, baseline, metric_0)
     context = ActionContext(calls=calls, exclude=tuple(exclude))
     directory = Path(out) if out is not None else None
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     tried: set[tuple[Any, ...]] = set()
+    futile = Futile()
     history: list[Step] = []
     stopped, error = "budget spent", None
     trials: list[tuple[Step, tuple[nn.Module, Measurement]]] = []
-    bar = _progress_bar(budget, progress)
+    bar = progress_bar(budget, progress)
     try:
         while len(history) < budget:
-            candidate = _next_candidate(state, exclude, actions, tried)
+            candidate = _next_candidate(state, exclude, actions, tried, futile)
             if candidate is None:
                 stopped = "no untried candidate left"
                 break
             tried.add(candidate.key)
             spec = get_action(candidate.action)
-            trials = []
+            trials, first_step = [], len(history)
             for variant in spec.variants:
                 if len(history) >= budget:
                     break
@@ -163,9 +179,13 @@ def optimize(
                 logger.info("greenprof optimize: %s %s: %s", step.label, params, step.reason)
                 if trial is not None:
                     trials.append((step, trial))
+            steps = history[first_step:]
+            if len(steps) == len(spec.variants) and all(did_not_save(s) for s in steps):
+                futile.add(candidate.action, candidate.targets)
             if _keep_best(trials, state):
                 # The model changed: the same change may pay again (another block, more heads).
                 tried.discard(candidate.key)
+                futile.clear()
             trials = []
             if directory is not None:
                 write_history(directory, {"history": [vars(s) for s in history]})
@@ -185,39 +205,6 @@ def optimize(
     return result
 
 
-class _Judge:
-    """Accept/reject: energy must fall beyond the noise, the metric stay within the allowed drop."""
-
-    def __init__(self, metric_0: float, allowed: float, higher_is_better: bool) -> None:
-        self.metric_0 = metric_0
-        self.allowed = allowed
-        self.higher_is_better = higher_is_better
-
-    @property
-    def limit(self) -> float:
-        """The worst metric still accepted."""
-        if self.higher_is_better:
-            return self.metric_0 - self.allowed
-        return self.metric_0 + self.allowed
-
-    def __call__(self, before: Measurement, after: Measurement, metric: float) -> tuple[bool, str]:
-        saved = before.energy_j - after.energy_j
-        noise = math.hypot(before.uncertainty_j, after.uncertainty_j)
-        share = saved / before.energy_j if before.energy_j else 0.0
-        energy = f"energy {-share:+.1%} ({-saved:+.3g} J/call, noise ±{noise:.2g} J)"
-        bound = ">=" if self.higher_is_better else "<="
-        quality = f"metric {metric:.4g} (must be {bound} {self.limit:.4g})"
-        if not math.isfinite(metric):
-            return False, f"metric is {metric}; {energy}"
-        ok = metric >= self.limit if self.higher_is_better else metric <= self.limit
-        if not ok:
-            return False, f"{quality} lost too much; {energy}"
-        if saved <= noise:
-            verdict = "rose" if saved < 0 else "did not fall beyond the noise"
-            return False, f"energy {verdict}: {energy}; {quality}"
-        return True, f"{energy}; {quality}"
-
-
 class _State:
     """The model the loop has so far, its measurement and metric."""
 
@@ -232,9 +219,12 @@ def _next_candidate(
     exclude: Sequence[str],
     actions: Sequence[str] | None,
     tried: set[tuple[Any, ...]],
+    futile: Futile,
 ) -> Candidate | None:
     for candidate in recommend(state.measurement.session, state.model, exclude=exclude):
         if candidate.key in tried or candidate.expected_saving_j <= 0:
+            continue
+        if futile.covers(candidate.action, candidate.targets):
             continue
         if actions is not None and candidate.action not in actions:
             continue
@@ -247,7 +237,7 @@ def _try(
     params: dict[str, Any],
     state: _State,
     context: ActionContext,
-    judge: _Judge,
+    judge: Judge,
     measured: Callable[[nn.Module], Measurement],
     evaluate: Evaluate,
     *,
@@ -321,7 +311,7 @@ def _result(
     baseline: Measurement,
     metric_0: float,
     history: list[Step],
-    judge: _Judge,
+    judge: Judge,
     measured: Callable[[nn.Module], Measurement],
 ) -> OptimizeResult:
     """Build the result; when something was kept, measure both models again, back to back."""
@@ -340,7 +330,13 @@ def _result(
         **_energy_fields("after", after),
         higher_is_better=judge.higher_is_better,
         allowed_drop=judge.allowed,
-        meta={"repeats_before": before.repeats, "repeats_after": after.repeats},
+        objective=judge.objective,
+        meta={
+            "repeats_before": before.repeats,
+            "repeats_after": after.repeats,
+            "new_tokens_per_call_before": before.new_tokens,
+            "new_tokens_per_call_after": after.new_tokens,
+        },
     )
 
 
@@ -351,23 +347,3 @@ def _energy_fields(side: str, measurement: Measurement) -> dict[str, float]:
         f"energy_{side}_lo_j": measurement.energy_lo_j,
         f"energy_{side}_hi_j": measurement.energy_hi_j,
     }
-
-
-def _progress_bar(total: int, enabled: bool | None) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(total=total, file=sys.stderr, disable=disable, unit="change", leave=False)
-
-
-class _NoBar:
-    def set_description(self, text: str) -> None:
-        pass
-
-    def update(self, count: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -53,6 +53,8 @@ class Measurement:
         time_s: mean wall seconds per workload call.
         repeat_energy_j: joules of each repeat, where the sensors' samples allow it.
         mean_energy_j: the session's total joules divided by the repeats.
+        new_tokens: new tokens generated per workload call (``Session.generation()``'s rows
+            over the repeats); 0 when the workload generated no text.
     """
 
     session: Session
@@ -63,6 +65,7 @@ class Measurement:
     time_s: float
     repeat_energy_j: list[float] = field(default_factory=list)
     mean_energy_j: float = math.nan
+    new_tokens: float = 0.0
 
     @property
     def uncertainty_j(self) -> float:
@@ -137,6 +140,7 @@ def measure(
         time_s=wall_s / repeats,
         repeat_energy_j=per_repeat,
         mean_energy_j=mean_j,
+        new_tokens=float(session.generation()["new_tokens"].sum()) / repeats,
     )
 
 

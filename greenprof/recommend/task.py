@@ -14,7 +14,7 @@ from torch import nn
 from greenprof.errors import ConfigError
 
 #: Keys a task dict may hold besides the three required ones: defaults for the CLI options.
-OPTION_KEYS = ("max_metric_drop", "higher_is_better", "relative", "exclude")
+OPTION_KEYS = ("max_metric_drop", "higher_is_better", "relative", "exclude", "objective")
 
 
 @dataclass

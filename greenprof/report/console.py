@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from greenprof.report.generation import generation_headline
+from greenprof.report.generation import generation_lines
 from greenprof.report.tables import (
     calibration_text,
     display_name,
@@ -71,7 +71,7 @@ def render_summary(
             f"... {len(rest)} more {'rows' if by_rank else 'modules'}, "
             f"{format_energy(rest['energy_j'].sum())} ({format_share(rest['share'].sum())})"
         )
-    lines += [headline] if (headline := generation_headline(session)) else []
+    lines += generation_lines(session)
     lines += warning_lines(session.warnings)
     return "\n".join(lines)
 

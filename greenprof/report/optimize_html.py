@@ -82,12 +82,12 @@ def _cards(result: OptimizeResult) -> str:
     kept = len(result.accepted)
     cards = [
         (
-            f"Before, per workload call{unit}",
+            f"Before, per {result.per}{unit}",
             format_energy(result.energy_before_j),
             _range(result.energy_before_lo_j, result.energy_before_hi_j),
         ),
         (
-            f"After, per workload call{unit}",
+            f"After, per {result.per}{unit}",
             format_energy(result.energy_after_j),
             _range(result.energy_after_lo_j, result.energy_after_hi_j),
         ),
@@ -112,7 +112,7 @@ def _range(lo_j: float, hi_j: float) -> str:
 
 def _chart(result: OptimizeResult) -> str:
     caption = (
-        "Each tried change: joules per workload call after it (with its 95% interval) against "
+        f"Each tried change: joules per {result.per} after it (with its 95% interval) against "
         "the metric. Green: kept; grey: rejected. The dashed line is the worst metric allowed; "
         "the black diamond is the original model."
     )
@@ -171,7 +171,7 @@ def energy_metric_figure(result: OptimizeResult) -> Figure:
         -result.allowed_drop if result.higher_is_better else result.allowed_drop
     )
     axes.axhline(limit, linestyle="--", color=FAILED_COLOR, linewidth=1, label="worst allowed")
-    unit = "J per workload call" + (" (estimated)" if result.estimated else "")
+    unit = f"J per {result.per}" + (" (estimated)" if result.estimated else "")
     axes.set_xlabel(unit)
     axes.set_ylabel(
         "metric" + (" (higher is better)" if result.higher_is_better else " (lower is better)")
@@ -189,8 +189,8 @@ def _steps_table(result: OptimizeResult) -> str:
         ("change", "text"),
         ("parameters", "text"),
         ("layers", "num"),
-        ("before (J/call)", "num"),
-        ("after (J/call)", "num"),
+        (f"before ({_short(result)})", "num"),
+        (f"after ({_short(result)})", "num"),
         ("±", "num"),
         ("saved", "num"),
         ("metric", "num"),
@@ -199,7 +199,12 @@ def _steps_table(result: OptimizeResult) -> str:
         ("seconds", "num"),
     ]
     rows = "\n".join(_step_row(step) for step in result.history)
-    return _table("steps", headers, rows, "Energies are joules per workload call, 95% intervals.")
+    return _table("steps", headers, rows, f"Energies are joules per {result.per}, 95% intervals.")
+
+
+def _short(result: OptimizeResult) -> str:
+    """The energy unit in a column heading: ``J/call`` or ``J/new token``."""
+    return "J/new token" if result.objective == "j-per-token" else "J/call"
 
 
 def _step_row(step: Step) -> str:

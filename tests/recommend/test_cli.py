@@ -87,6 +87,24 @@ def test_optimize_writes_the_report(task_file):
     assert history["allowed_drop"] == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ("per-joule", "objective 'per-joule': choose one of auto, j-per-call, j-per-token"),
+        ("j-per-token", "the workload generated no new tokens"),
+    ],
+)
+def test_optimize_objective_that_cannot_work_is_one_line_and_exit_2(task_file, objective, message):
+    done = greenprof(
+        "optimize", "task.py:make_task", "--objective", objective, "--profile-s", "0.05",
+        "--out", str(task_file.parent / "out"), cwd=task_file.parent,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("greenprof:")]
+    assert len(lines) == 1 and message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
 def test_recommend_ranks_from_a_saved_run(tmp_path):
     rows = [
         ("", "Net", "forward", 10, 0.01, 0.1, 0.1, 0.1),

@@ -184,3 +184,31 @@ def test_a_kept_change_may_be_applied_again(blocks, tokens):
     assert first.accepted and second.accepted
     assert (first.targets, first.params) == (second.targets, second.params)
     assert result.model.blocks[0][0].out_features == 72  # 128 -> 96 -> 72
+
+
+def test_an_action_that_saved_nothing_is_not_tried_again_on_fewer_layers(
+    tiny_gpt2, tokens, monkeypatch
+):
+    import recommend_fakes
+
+    plain = recommend_fakes.cost
+
+    def dearer_when_quantized(module):
+        weight = getattr(module, "weight", None)
+        if callable(weight):  # torch.ao dynamic quantized
+            return 2.0 * weight().numel()
+        if isinstance(weight, torch.Tensor) and type(weight) not in (torch.Tensor, nn.Parameter):
+            return 2.0 * weight.numel()  # torchao
+        return plain(module)
+
+    monkeypatch.setattr(recommend_fakes, "cost", dearer_when_quantized)
+    meter = Meter(tokens)
+    with meter.profiler() as prof:
+        meter.workload(tiny_gpt2)
+    int8 = [c for c in rules.recommend(prof.session, tiny_gpt2) if c.action == "int8_dynamic"]
+    assert len(int8) > 1 and all(set(c.targets) <= set(int8[0].targets) for c in int8[1:])
+    result = run(tiny_gpt2, tokens, budget=8, actions=["int8_dynamic"])
+    # Both backends on every linear layer cost no less: int8 on some of them is not tried.
+    assert [s.params.get("backend") for s in result.history] == ["torchao", "legacy"]
+    assert all(not s.accepted for s in result.history)
+    assert result.stopped == "no untried candidate left"

@@ -181,3 +181,25 @@ def test_the_generation_table_survives_save_and_load(tmp_path):
     session.save(tmp_path / "run")
     loaded = greenprof.Session.load(tmp_path / "run").generation()
     pd_testing.assert_frame_equal(loaded, session.generation())
+
+
+def test_a_streamer_sees_every_token_and_the_count_is_the_same():
+    from transformers.generation.streamers import BaseStreamer
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.seen, self.ended = [], False
+
+        def put(self, value):
+            self.seen.append(value.reshape(-1).tolist())
+
+        def end(self):
+            self.ended = True
+
+    model, (ids, _) = gpt2(eos=None), prompts()
+    model.generation_config.eos_token_id = None
+    streamer = Collect()
+    session, out = profiled(lambda: model.generate(ids[:1], max_new_tokens=4, streamer=streamer))
+    gen = session.generation()
+    assert gen.loc[0, "new_tokens"] == 4 and gen.loc[0, "prompt_tokens"] == 5
+    assert streamer.ended and sum(streamer.seen[1:], []) == out[0, 5:].tolist()
