@@ -142,6 +142,46 @@ class CalibrationRun:
     facts: dict[str, Any]
 
 
+def plan_for(
+    table: TimeTable,
+    keys: list[KeyInfo],
+    series: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    interval_s: float,
+    calibrate_s: float | None,
+    several_ranks: bool,
+) -> tuple[Plan | None, str]:
+    """What to replay after a run, or why nothing: ``(plan, "")`` or ``(None, note)``.
+
+    Args:
+        table: the run's time table.
+        keys: what each module key stands for.
+        series: each sensor's ``(t_ns, energy_j)`` samples.
+        interval_s: the sampling interval (the update period when a sensor shows none).
+        calibrate_s: the replay budget the user asked for; None picks one and skips replays
+            the run does not need.
+        several_ranks: the process is one of several ranks of a process group.
+    """
+    if several_ranks:
+        # Replays are timed loops: ranks would run different numbers of iterations, and a
+        # module whose forward holds a collective (DDP, FSDP) would wait for the others.
+        return None, (
+            "not calibrated: several ranks share a process group (replays would have to "
+            "match collectives across ranks)"
+        )
+    period_s = update_period_s(series, interval_s)
+    if calibrate_s is None and not needed(table, period_s):
+        return None, (
+            f"not calibrated: layer calls outlast the sensors' update period ({period_s:.3g} s)"
+        )
+    run_s = (table.t_end_ns - table.t_start_ns) * 1e-9
+    budget_s = calibrate_s if calibrate_s is not None else max(MIN_BUDGET_S, BUDGET_SHARE * run_s)
+    plan = make_plan(table, keys, period_s, budget_s)
+    if not plan.slot_s:
+        return None, "not calibrated: no module to replay within the budget"
+    return plan, ""
+
+
 def calibrate(
     recorder: HookRecorder,
     calls: list[CapturedCall],

@@ -234,31 +234,17 @@ class profile:  # noqa: N801 - used as a function: `with greenprof.profile() as 
         if not capture.calls:
             self._calibration_note = "not calibrated: no model call was captured"
             return
-        if resources.several_ranks():
-            # Replays are timed loops: ranks would run different numbers of iterations, and a
-            # module whose forward holds a collective (DDP, FSDP) would wait for the others.
-            self._calibration_note = (
-                "not calibrated: several ranks share a process group (replays would have to "
-                "match collectives across ranks)"
-            )
-            return
-        period_s = calibration.update_period_s(
-            list(self._sampler.series().values()), self.interval_s
+        series = list(self._sampler.series().values())
+        plan, note = calibration.plan_for(
+            table,
+            self._recorder.keys,
+            series,
+            interval_s=self.interval_s,
+            calibrate_s=self.calibrate_s,
+            several_ranks=resources.several_ranks(),
         )
-        if self.calibrate_s is None and not calibration.needed(table, period_s):
-            self._calibration_note = (
-                f"not calibrated: layer calls outlast the sensors' update period ({period_s:.3g} s)"
-            )
-            return
-        run_s = (table.t_end_ns - table.t_start_ns) * 1e-9
-        budget_s = (
-            self.calibrate_s
-            if self.calibrate_s is not None
-            else max(calibration.MIN_BUDGET_S, calibration.BUDGET_SHARE * run_s)
-        )
-        plan = calibration.make_plan(table, self._recorder.keys, period_s, budget_s)
-        if not plan.slot_s:
-            self._calibration_note = "not calibrated: no module to replay within the budget"
+        if plan is None:
+            self._calibration_note = note
             return
         self._calibration = calibration.calibrate(
             self._recorder,
