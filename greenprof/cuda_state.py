@@ -20,3 +20,13 @@ def cuda_in_use() -> bool:
     except Exception:
         logger.debug("greenprof: CUDA probe failed", exc_info=True)
         return False
+
+
+def stream_capturing() -> bool:
+    """True while the current CUDA stream is capturing a CUDA graph (False without CUDA)."""
+    import torch
+
+    try:
+        return torch.cuda.is_current_stream_capturing()
+    except RuntimeError:  # a torch built without CUDA (a test's fake device)
+        return False

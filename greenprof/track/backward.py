@@ -5,7 +5,7 @@ each module call costs at most one pre-hook on its output's ``grad_fn`` (backwar
 output's gradient is ready) and one hook on its first grad-requiring input (backward ends when the
 input's gradient is ready). Modules that share an output node share one pre-hook. A callback queued
 on the autograd engine marks the end of each backward pass (see
-:meth:`~.hooks.HookRecorder._queue_pass_end`), closing modules whose inputs needed no gradient.
+:func:`queue_pass_end`), closing modules whose inputs needed no gradient.
 """
 
 from __future__ import annotations
@@ -25,20 +25,30 @@ METADATA_KEY = "greenprof.hook"
 
 # ``recorder`` is a :class:`~.hooks.HookRecorder`; typed ``Any`` so that this module, which the
 # recorder imports, does not import it back.
-def hook_backward(recorder: Any, key: int, args: Any, out: torch.Tensor, node: Any) -> None:
+def hook_backward(
+    recorder: Any, key: int, args: Any, kwargs: Any, out: torch.Tensor, node: Any
+) -> None:
     """Time the backward of module ``key`` whose output ``out`` was made by autograd node ``node``.
 
     Args:
         recorder: the recorder the events go to.
         key: the module's key.
         args: the module's positional inputs.
+        kwargs: the module's keyword inputs (searched when no positional one needs a gradient).
         out: the output tensor autograd reaches first.
         node: ``out.grad_fn``.
     """
-    node_hook(recorder, node).starts += (key,)
+    # The node hooked last: in a chain, this module's input node; for a container, its output
+    # node (that of its last child). Found here, it needs no lookup in the node's metadata.
+    last_node, last_hook = recorder.last_node, recorder.last_hook
+    hook = last_hook if node is last_node else node_hook(recorder, node)
+    hook.starts += (key,)
+    recorder.last_node, recorder.last_hook = node, hook
     inp = args[0] if args else None
     if type(inp) is not _Tensor or not inp.requires_grad:
         inp = first_grad_tensor(args)
+        if inp is None and kwargs:
+            inp = first_grad_tensor(kwargs)
     source = None if inp is None or inp is out else inp.grad_fn
     if source is None:
         # No input made by the graph (none needs a gradient, it is a leaf such as a parameter,
@@ -49,7 +59,17 @@ def hook_backward(recorder: Any, key: int, args: Any, out: torch.Tensor, node: A
         return
     # Backward ends when the node that made the input is about to run: in a chain that is
     # the node where the previous module's backward starts, so one hook serves both.
-    node_hook(recorder, source).ends += (key,)
+    hook = last_hook if source is last_node else node_hook(recorder, source)
+    if key not in hook.ends:  # a recompute (activation checkpointing) meets its first call's
+        hook.ends += (key,)
+
+
+def hook_output_backward(recorder: Any, key: int, args: Any, kwargs: Any, output: Any) -> None:
+    """Time the backward of module ``key`` from its inputs and output, where autograd made one."""
+    out = output if type(output) is _Tensor else first_grad_tensor(output)
+    node = None if out is None else out.grad_fn
+    if node is not None:
+        hook_backward(recorder, key, args, kwargs, out, node)
 
 
 def node_hook(recorder: Any, node: Any) -> NodeHook:
@@ -59,6 +79,9 @@ def node_hook(recorder: Any, node: Any) -> NodeHook:
     if hook is None:
         hook = metadata[METADATA_KEY] = NodeHook(recorder)
         node.register_prehook(hook)
+    elif hook.recorder is not recorder:
+        # A node of a graph built during an earlier profile: its hook now serves this one.
+        hook.recorder, hook.starts, hook.ends = recorder, (), ()
     return hook
 
 
@@ -79,6 +102,8 @@ class NodeHook:
     def __call__(self, grad_outputs: Any) -> None:
         """Record the ends and starts this node stands for (autograd calls it before the node)."""
         recorder = self.recorder
+        if not recorder.live:  # a graph that outlived its profile
+            return
         try:
             t_ns = recorder._clock()
             # Outermost module first, so that the innermost one ends up on top of the stack.
@@ -98,7 +123,7 @@ class NodeHook:
                 for key in reversed(self.starts):
                     recorder._emit(BWD_ENTER, key, t_ns)
             if self.starts and not recorder._in_backward:
-                recorder._queue_pass_end()
+                queue_pass_end(recorder)
         except Exception:
             recorder._fault("backward hook")
 
@@ -114,7 +139,18 @@ class BackwardEnd:
 
     def __call__(self, grad_inputs: Any, grad_outputs: Any) -> None:
         """Record the module's backward end (autograd calls it after the node ran)."""
+        if not self.recorder.live:
+            return
         try:
             self.recorder._emit(BWD_EXIT, self.key)
         except Exception:
             self.recorder._fault("backward hook")
+
+
+def queue_pass_end(recorder: Any) -> None:
+    """Have the autograd engine call the recorder back when the running backward pass ends."""
+    recorder._in_backward = True
+    try:
+        torch.autograd.Variable._execution_engine.queue_callback(recorder._backward_pass_end)
+    except RuntimeError:
+        recorder._in_backward = False

@@ -21,9 +21,10 @@ from torch.nn.modules import module as nn_module
 from torch.optim import optimizer as optim_module
 
 from greenprof.clock import now_ns
-from greenprof.cuda_state import cuda_in_use
-from greenprof.errors import ProfilerError
-from greenprof.track.backward import hook_backward
+from greenprof.cuda_state import cuda_in_use, stream_capturing
+from greenprof.track.active import active_recorder as active_recorder  # re-exported
+from greenprof.track.active import claim, release
+from greenprof.track.backward import hook_output_backward
 from greenprof.track.cuda_clock import DeviceClocks, module_device
 from greenprof.track.events import (
     AUTO_EVAL,
@@ -37,11 +38,13 @@ from greenprof.track.events import (
     triples,
 )
 from greenprof.track.names import KeyInfo, KeyRegistry
-from greenprof.track.tensors import first_grad_tensor as _first_grad_tensor
+from greenprof.track.recompute import enter_recompute, exit_recompute
 from greenprof.track.threads import ThreadState
 
 _grad_enabled = torch.is_grad_enabled
-_Tensor = torch.Tensor
+# -1 outside the autograd engine: a module called while it is not -1 runs inside a backward pass
+# (activation checkpointing's recompute), as torch.distributed._tools.mod_tracker tells it.
+_graph_task_id = torch._C._current_graph_task_id
 _get_ident = threading.get_ident
 # Dynamo folds this call to True while it traces, so the branch it guards leaves no trace in the
 # graph; the flag (what torch.compiler.is_compiling() reads, at a tenth of the cost) is true for
@@ -52,9 +55,6 @@ if not hasattr(_compiler, "_is_compiling_flag"):
     _compiler = SimpleNamespace(_is_compiling_flag=False)
 
 logger = logging.getLogger(__name__)
-
-_active_lock = threading.Lock()
-_active: HookRecorder | None = None
 
 
 class HookRecorder:
@@ -81,6 +81,12 @@ class HookRecorder:
         self._names = KeyRegistry()
         self.keys: list[KeyInfo] = self._names.keys
         self.inconsistencies = 0
+        #: False once the hooks are removed: autograd-node hooks still in a graph then do nothing.
+        self.live = True
+        # The autograd node hooked last and its hook (see track.backward): in a chain, the next
+        # module's input. Released when the outermost forward ends: it holds the graph alive.
+        self.last_node: Any = None
+        self.last_hook: Any = None
         self.step_callback: Callable[[], None] | None = None
         self._ids: dict[int, int] = self._names.ids  # read on every module call
         self._in_backward = False
@@ -92,6 +98,7 @@ class HookRecorder:
         self._evaluating = 0  # threads whose open outermost forward runs without gradients
         self._register_lock = threading.Lock()
         self._drain_lock = threading.Lock()
+        self.recomputing = 0  # depth of module calls recomputed inside backward (.recompute)
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         self.cuda: DeviceClocks | None = None
@@ -113,18 +120,15 @@ class HookRecorder:
         Raises:
             ProfilerError: when another recorder is already active.
         """
-        global _active
-        with _active_lock:
-            if _active is not None:
-                raise ProfilerError(
-                    "greenprof is already profiling; nested greenprof.profile() blocks would count "
-                    "the same joules twice. Profile the outer block only."
-                )
-            _active = self
+        claim(self)
         self._main_ident = _get_ident()
+        self.live = True
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._forward_pre),
-            nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+            # with_kwargs: a module called as ``layer(hidden_states=x)`` has its inputs there.
+            nn_module.register_module_forward_hook(
+                self._forward_post, with_kwargs=True, always_call=True
+            ),
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
         ]
@@ -133,13 +137,12 @@ class HookRecorder:
 
     def remove(self) -> None:
         """Remove every hook this recorder installed (safe to call twice)."""
-        global _active
+        self.live = False
+        self.last_node = self.last_hook = None
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        with _active_lock:
-            if _active is self:
-                _active = None
+        release(self)
 
     @property
     def events(self) -> list[tuple[int, int, int]]:
@@ -157,6 +160,10 @@ class HookRecorder:
             t_ns = self._clock()
         if self.cuda is None:
             self._buf.extend((t_ns, code, key))  # the tuple is freed at once: not tracked
+            return
+        if stream_capturing():
+            # A CUDA graph is being captured: an event recorded now would be part of the graph,
+            # and the calls seen now are not run now (the graph's replays run without hooks).
             return
         device = self._cuda_device.get(key, self._cuda_last)
         with self._lock:  # backward hooks on a GPU run on autograd's device threads
@@ -295,6 +302,9 @@ class HookRecorder:
                     return
             stack = state.stack
             if not stack:
+                if _graph_task_id() != -1:
+                    enter_recompute(self, key)
+                    return
                 self._enter_root(key, state)
             stack.append(key)
             if self.cuda is None:
@@ -318,12 +328,20 @@ class HookRecorder:
                 if self._evaluating == 1:  # one eval region while any thread evaluates
                     self._emit(REGION_ENTER, AUTO_EVAL)
 
-    def _forward_post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def _forward_post(
+        self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None
+    ) -> None:
+        # When the forward raised, torch calls global always-called hooks without the kwargs
+        # (module, args, result): ``output`` is then None and no backward is hooked.
         if _dynamo_compiling() or _compiler._is_compiling_flag:
             return
         try:
             t_ns = self._clock()
             state = self._main if _get_ident() == self._main_ident else self._thread()
+            stack = state.stack
+            if not stack:  # no forward open: a recompute inside backward (see _forward_pre)
+                exit_recompute(self, module, args, kwargs, output)
+                return
             key = self._ids.get(id(module))
             if key is None:
                 return  # its pre-hook recorded nothing (it gets no row, or started before us)
@@ -331,15 +349,11 @@ class HookRecorder:
                 self._buf.extend((t_ns, FWD_EXIT + state.tag, key))
             else:
                 self._emit(FWD_EXIT + state.tag, key, t_ns)
-            stack = state.stack
-            if stack:
-                stack.pop()
+            stack.pop()
             if _grad_enabled():
-                out = output if type(output) is _Tensor else _first_grad_tensor(output)
-                node = None if out is None else out.grad_fn
-                if node is not None:
-                    hook_backward(self, key, args, out, node)
+                hook_output_backward(self, key, args, kwargs, output)
             if not stack:
+                self.last_node = None
                 if state.evaluating:
                     state.evaluating = False
                     with self._register_lock:
@@ -349,14 +363,6 @@ class HookRecorder:
                 self._at_step_boundary()
         except Exception:
             self._fault("forward hook")
-
-    def _queue_pass_end(self) -> None:
-        """Have the autograd engine call us back when the running backward pass ends."""
-        self._in_backward = True
-        try:
-            torch.autograd.Variable._execution_engine.queue_callback(self._backward_pass_end)
-        except RuntimeError:
-            self._in_backward = False
 
     def _backward_pass_end(self) -> None:
         self._in_backward = False
@@ -391,8 +397,3 @@ class HookRecorder:
     def _fault(self, where: str) -> None:
         self.inconsistencies += 1
         logger.debug("greenprof: error in %s (ignored)", where, exc_info=True)
-
-
-def active_recorder() -> HookRecorder | None:
-    """Return the recorder whose hooks are installed, if any (tests use it to find leaks)."""
-    return _active

@@ -107,8 +107,10 @@ def _share(timeline: Any, t_ns: int, stacks: dict[int, list[list[int]]]) -> None
 def _exit(timeline: Any, stack: list[list[int]], t_ns: int, code: int, key: int) -> None:
     """An exit event on one thread's stack: the timeline's own rules, applied to that stack."""
     phase = PHASE_OF[code]
+    entry = None
     if stack and stack[-1][0] == key and stack[-1][1] == phase:
-        timeline._close(stack.pop(), t_ns)
+        entry = stack.pop()
+        timeline._close(entry, t_ns)
     else:
         main, timeline._stack = timeline._stack, stack
         try:
@@ -118,13 +120,15 @@ def _exit(timeline: Any, stack: list[list[int]], t_ns: int, code: int, key: int)
                 for entry in [e for e in stack if e[1] == phase]:
                     timeline._close(entry, t_ns)
                 stack[:] = [e for e in stack if e[1] != phase]
+                timeline.step_count.backward_pass()
+                timeline._tracing = timeline._trace_open()
             else:
-                timeline._pop_nested(key, phase, t_ns)
+                entry = timeline._pop_nested(key, phase, t_ns)
         finally:
             timeline._stack = main
     if code == FWD_EXIT and not stack:
-        timeline.root_calls += 1
+        timeline.step_count.root_call(key, t_ns - entry[3] if entry else 0)
         timeline._tracing = timeline._trace_open()
     elif code == OPT_EXIT:
-        timeline.optimizer_steps += 1
+        timeline.step_count.optimizer_step()
         timeline._tracing = timeline._trace_open()

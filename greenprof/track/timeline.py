@@ -44,6 +44,7 @@ from greenprof.track.events import (
     REGION_ENTER,
 )
 from greenprof.track.events import PHASE_OF as _PHASE_OF
+from greenprof.track.steps import StepCount
 from greenprof.track.threads import other_event
 
 __all__ = ["BACKWARD", "FORWARD", "OPTIMIZER", "OTHER", "Timeline"]
@@ -109,16 +110,10 @@ class Timeline:
         self._tail = Cells.empty()
         self._trace = array("q")  # flat (column, t_enter_ns, t_exit_ns, depth) of kept spans
         self._tracing = trace_steps > 0 and max_trace_spans > 0
-        self.optimizer_steps = 0
-        self.root_calls = 0
+        self.step_count = StepCount()  # what a step is: see greenprof.track.steps
         self.inconsistencies = 0
 
     # ------------------------------------------------------------ public
-    @property
-    def steps(self) -> int:
-        """Optimizer steps, or outermost forward calls when no optimizer ran."""
-        return self.optimizer_steps or self.root_calls
-
     def feed(self, events: Iterable[tuple[int, int, int]]) -> None:
         """Consume events in time order (as :class:`~.hooks.HookRecorder` records them)."""
         # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
@@ -156,16 +151,18 @@ class Timeline:
             elif code == BWD_EXIT:
                 self._remove(key, BACKWARD, t_ns)
             elif code == BWD_PASS_END:
-                for entry in [e for e in stack if e[1] == BACKWARD]:
-                    self._close(entry, t_ns)
+                for e in [e for e in stack if e[1] == BACKWARD]:
+                    self._close(e, t_ns)
                 stack[:] = [e for e in stack if e[1] != BACKWARD]
+                self.step_count.backward_pass()
+                self._tracing = self._trace_open()
             else:
-                self._pop_nested(key, phase, t_ns)
+                entry = self._pop_nested(key, phase, t_ns)
             if code == FWD_EXIT and not stack:
-                self.root_calls += 1
+                self.step_count.root_call(key, t_ns - entry[3] if entry else 0)
                 self._tracing = self._trace_open()
             elif code == OPT_EXIT:
-                self.optimizer_steps += 1
+                self.step_count.optimizer_step()
                 self._tracing = self._trace_open()
         self._t_last = t_last
         if len(self._segments) >= _FLUSH_SLOTS:
@@ -178,7 +175,9 @@ class Timeline:
         return list(zip(flat[0::4], flat[1::4], flat[2::4], flat[3::4], strict=True))
 
     def _trace_open(self) -> bool:
-        return self.steps < self.trace_steps and len(self._trace) < 4 * self.max_trace_spans
+        return (
+            self.step_count.steps < self.trace_steps and len(self._trace) < 4 * self.max_trace_spans
+        )
 
     def finish(self, t_end_ns: int) -> TimeTable:
         """Close everything still open at ``t_end_ns`` and return the aggregated table."""
@@ -200,9 +199,11 @@ class Timeline:
             bin_column=cells.column,
             bin_self_ns=cells.self_ns,
             trace=self.trace,
-            steps=self.steps,
+            steps=self.step_count.steps,
             inconsistencies=self.inconsistencies,
-            column_region=list(self.column_region) if self._column_of_regions() else [],
+            column_region=(
+                list(self.column_region) if any(r != NO_REGION for r in self.column_region) else []
+            ),
         )
 
     # ------------------------------------------------------------ stack
@@ -215,9 +216,6 @@ class Timeline:
             self.column_region.append(self._region)
             self._calls.append(0)
         return column
-
-    def _column_of_regions(self) -> bool:
-        return any(region != NO_REGION for region in self.column_region)
 
     def _region_event(self, code: int, region: int) -> None:
         """Open or close a region; the automatic ``eval`` region never hides a user's region."""
@@ -235,8 +233,8 @@ class Timeline:
         self._region = self._regions[-1][1] if self._regions else NO_REGION
         self._outside = self._column(OUTSIDE_KEY, OTHER)
 
-    def _pop_nested(self, key: int, phase: int, t_ns: int) -> None:
-        """Pop ``key`` and whatever a raised exception left open above it."""
+    def _pop_nested(self, key: int, phase: int, t_ns: int) -> list[int] | None:
+        """Pop ``key`` and whatever a raised exception left open above it; return its entry."""
         for i in range(len(self._stack) - 1, -1, -1):
             entry = self._stack[i]
             if entry[0] == key and entry[1] == phase:
@@ -249,8 +247,9 @@ class Timeline:
                 self._stack[:] = self._stack[:i] + [
                     e for e in self._stack[i + 1 :] if e[1] != phase
                 ]
-                return
+                return entry
         self.inconsistencies += 1
+        return None
 
     def _remove(self, key: int, phase: int, t_ns: int) -> None:
         """Remove the innermost open entry of ``key`` wherever it is (backward ends overlap)."""
