@@ -43,9 +43,9 @@ def hooks_s(rec: HookRecorder, parent: torch.nn.Module, leaf: torch.nn.Module, c
     t0 = time.perf_counter()
     for _ in range(calls):
         rec._forward_pre(leaf, args)
-        rec._forward_post(leaf, args, None)
+        rec._forward_post(leaf, args, {}, None)
     elapsed = time.perf_counter() - t0
-    rec._forward_post(parent, args, None)
+    rec._forward_post(parent, args, {}, None)
     return elapsed
 
 
