@@ -315,10 +315,10 @@ def test_compare_of_a_machine_slower_as_a_whole_passes_and_a_layer_on_its_own_fa
 
 TINY = """
 import torch
-model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
-x = torch.randn(32, 32)
-for _ in range(150):
+x = torch.randn(64, 128)
+for _ in range(400):  # enough steps for several windows, however fast the machine
     model(x).pow(2).mean().backward()
     opt.step()
     opt.zero_grad()
