@@ -117,11 +117,7 @@ def _exit(timeline: Any, stack: list[list[int]], t_ns: int, code: int, key: int)
             if code == BWD_EXIT:
                 timeline._remove(key, phase, t_ns)
             elif code == BWD_PASS_END:
-                for entry in [e for e in stack if e[1] == phase]:
-                    timeline._close(entry, t_ns)
-                stack[:] = [e for e in stack if e[1] != phase]
-                timeline.step_count.backward_pass()
-                timeline._tracing = timeline._trace_open()
+                timeline._end_backward_pass(t_ns)
             else:
                 entry = timeline._pop_nested(key, phase, t_ns)
         finally:

@@ -151,11 +151,7 @@ class Timeline:
             elif code == BWD_EXIT:
                 self._remove(key, BACKWARD, t_ns)
             elif code == BWD_PASS_END:
-                for e in [e for e in stack if e[1] == BACKWARD]:
-                    self._close(e, t_ns)
-                stack[:] = [e for e in stack if e[1] != BACKWARD]
-                self.step_count.backward_pass()
-                self._tracing = self._trace_open()
+                self._end_backward_pass(t_ns)
             else:
                 entry = self._pop_nested(key, phase, t_ns)
             if code == FWD_EXIT and not stack:
@@ -260,6 +256,15 @@ class Timeline:
                 del self._stack[i]
                 return
         # A module whose backward never started (its output got no gradient): nothing to close.
+
+    def _end_backward_pass(self, t_ns: int) -> None:
+        """Close every backward entry still open: the autograd engine finished the pass."""
+        stack = self._stack
+        for entry in [e for e in stack if e[1] == BACKWARD]:
+            self._close(entry, t_ns)
+        stack[:] = [e for e in stack if e[1] != BACKWARD]  # in place: feed() holds this list
+        self.step_count.backward_pass()
+        self._tracing = self._trace_open()
 
     def _close(self, entry: list[int], t_ns: int) -> None:
         if self._tracing:
