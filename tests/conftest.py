@@ -6,6 +6,7 @@ import pytest
 from torch.nn.modules import module as nn_module
 from torch.optim import optimizer as optim_module
 
+from greenprof.track.calls import is_greenprof_call
 from greenprof.track.hooks import HookRecorder, active_recorder
 
 
@@ -17,12 +18,15 @@ def _greenprof_hooks() -> list[str]:
         "optimizer pre": optim_module._global_optimizer_pre_hooks,
         "optimizer post": optim_module._global_optimizer_post_hooks,
     }
-    return [
+    found = [
         kind
         for kind, table in tables.items()
         for hook in table.values()
         if isinstance(getattr(hook, "__self__", None), HookRecorder)
     ]
+    if is_greenprof_call(nn_module.Module._call_impl):
+        found.append("nn.Module._call_impl")
+    return found
 
 
 @pytest.fixture(autouse=True)

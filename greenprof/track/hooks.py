@@ -1,10 +1,11 @@
-"""Global module and optimizer hooks that record who runs when.
+"""Process-wide module and optimizer hooks that record who runs when.
 
 Tracking only: this module turns module calls, backward passes and optimizer steps into a flat
 buffer of ``(t_ns, code, key)`` integers. It knows nothing about joules; :mod:`~.timeline` turns
 the events into spans and :mod:`greenprof.attribute.fit` prices them.
 
-Backward timing, the expensive part of hooking a training loop, is in :mod:`~.backward`.
+Module calls reach the recorder through :mod:`~.calls`; backward timing, the expensive part of
+hooking a training loop, is in :mod:`~.backward`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import threading
 from array import array
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ from greenprof.cuda_state import cuda_in_use, stream_capturing
 from greenprof.track.active import active_recorder as active_recorder  # re-exported
 from greenprof.track.active import claim, release
 from greenprof.track.backward import hook_output_backward
+from greenprof.track.calls import make_module_call
 from greenprof.track.cuda_clock import DeviceClocks, module_device
 from greenprof.track.events import (
     AUTO_EVAL,
@@ -46,19 +47,12 @@ _grad_enabled = torch.is_grad_enabled
 # (activation checkpointing's recompute), as torch.distributed._tools.mod_tracker tells it.
 _graph_task_id = torch._C._current_graph_task_id
 _get_ident = threading.get_ident
-# Dynamo folds this call to True while it traces, so the branch it guards leaves no trace in the
-# graph; the flag (what torch.compiler.is_compiling() reads, at a tenth of the cost) is true for
-# the rest of a compile or export session (AOT tracing, make_fx).
-_dynamo_compiling = torch.compiler.is_dynamo_compiling
-_compiler: Any = torch.compiler
-if not hasattr(_compiler, "_is_compiling_flag"):
-    _compiler = SimpleNamespace(_is_compiling_flag=False)
 
 logger = logging.getLogger(__name__)
 
 
 class HookRecorder:
-    """Installs global hooks and records enter/exit events.
+    """Installs process-wide hooks and records enter/exit events.
 
     Use :func:`greenprof.profile` rather than this class directly. The buffer grows until the owner
     drains it with :meth:`drain`; ``step_callback`` is called after every optimizer step and every
@@ -100,6 +94,8 @@ class HookRecorder:
         self._drain_lock = threading.Lock()
         self.recomputing = 0  # depth of module calls recomputed inside backward (.recompute)
         self._handles: list[Any] = []
+        self._call: Callable[..., Any] | None = None  # our nn.Module._call_impl while installed
+        self._original_call: Callable[..., Any] = nn_module.Module._call_impl
         self._lock = threading.Lock()
         self.cuda: DeviceClocks | None = None
         self._cuda_from = 0  # events before this one were recorded before CUDA timing began
@@ -115,7 +111,7 @@ class HookRecorder:
         self.remove()
 
     def install(self) -> None:
-        """Install the global hooks; only one recorder may be active at a time.
+        """Install the hooks for all modules; only one recorder may be active at a time.
 
         Raises:
             ProfilerError: when another recorder is already active.
@@ -123,12 +119,12 @@ class HookRecorder:
         claim(self)
         self._main_ident = _get_ident()
         self.live = True
+        # Module calls come through a wrapper of nn.Module._call_impl rather than global forward
+        # hooks, which would put every module call of the process on torch's slow path.
+        self._original_call = nn_module.Module._call_impl
+        self._call = make_module_call(self, self._original_call)
+        nn_module.Module._call_impl = self._call
         self._handles = [
-            nn_module.register_module_forward_pre_hook(self._forward_pre),
-            # with_kwargs: a module called as ``layer(hidden_states=x)`` has its inputs there.
-            nn_module.register_module_forward_hook(
-                self._forward_post, with_kwargs=True, always_call=True
-            ),
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
         ]
@@ -139,6 +135,10 @@ class HookRecorder:
         """Remove every hook this recorder installed (safe to call twice)."""
         self.live = False
         self.last_node = self.last_hook = None
+        # Another wrapper put on top of ours stays; ours, below it, then only passes calls on.
+        if self._call is not None and nn_module.Module._call_impl is self._call:
+            nn_module.Module._call_impl = self._original_call
+        self._call = None
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -290,9 +290,8 @@ class HookRecorder:
     # ------------------------------------------------------------ hooks
     # The hooks below run on every module call of the user's loop: they stay short, and append
     # to the event list directly unless CUDA events are needed.
+    # The general path of module calls (see track.calls, which leaves compiled code alone).
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if _dynamo_compiling() or _compiler._is_compiling_flag:
-            return  # traced by torch.compile: nothing may break its graph; the graph gets a row
         try:
             state = self._main if _get_ident() == self._main_ident else self._thread()
             key = self._ids.get(id(module))
@@ -331,10 +330,8 @@ class HookRecorder:
     def _forward_post(
         self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None
     ) -> None:
-        # When the forward raised, torch calls global always-called hooks without the kwargs
-        # (module, args, result): ``output`` is then None and no backward is hooked.
-        if _dynamo_compiling() or _compiler._is_compiling_flag:
-            return
+        # When the forward raised, it is called without the kwargs (module, args, None), as
+        # torch calls an always-called hook: ``output`` is then None and no backward is hooked.
         try:
             t_ns = self._clock()
             state = self._main if _get_ident() == self._main_ident else self._thread()

@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from greenprof.schema import OUTSIDE_COLUMN
 from greenprof.track import events, hooks
+from greenprof.track.calls import is_greenprof_call
 from greenprof.track.hooks import HookRecorder
 from greenprof.track.timeline import BACKWARD, FORWARD, Timeline
 
@@ -174,17 +175,8 @@ class HookCensus(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         with torch.no_grad():
             self.layer(torch.ones(1, 2))
-        from torch.nn.modules import module as nn_module
-
-        recorders = [
-            h
-            for h in (
-                *nn_module._global_forward_pre_hooks.values(),
-                *nn_module._global_forward_hooks.values(),
-            )
-            if isinstance(getattr(h, "__self__", None), HookRecorder)
-        ]
-        return torch.tensor([len(recorders), hooks.active_recorder() is not None])
+        wrapped = is_greenprof_call(nn.Module._call_impl)
+        return torch.tensor([wrapped, hooks.active_recorder() is not None])
 
 
 def test_fork_started_dataloader_workers_record_nothing() -> None:
