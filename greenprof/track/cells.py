@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
+# Slots: one tracked object per chunk, not two (a long run keeps a few chunks alive).
+@dataclass(slots=True)
 class Cells:
     """Self time per (time span, column) cell, spread evenly over the span."""
 

@@ -5,6 +5,7 @@ Torch-free, so that anything reading events (the timeline, tests, tools) need no
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
@@ -66,3 +67,24 @@ def triples(flat: Iterable[int]) -> Iterator[tuple[int, int, int]]:
     """
     it = iter(flat)
     return zip(it, it, it, strict=True)
+
+
+class EventBuffer:
+    """Drained events: a flat buffer of ``(t_ns, code, key)`` slots, iterated as triples.
+
+    A consumer that can read the events in bulk takes :attr:`flat`; any other iterates.
+
+    Attributes:
+        flat: the events, three slots each.
+    """
+
+    __slots__ = ("flat",)
+
+    def __init__(self, flat: array) -> None:
+        self.flat = flat
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return triples(self.flat)
+
+    def __len__(self) -> int:
+        return len(self.flat) // 3

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ from greenprof.track.events import (
     OPT_EXIT,
     REGION_ENTER,
     REGION_EXIT,
-    triples,
+    EventBuffer,
 )
 from greenprof.track.names import KeyInfo, KeyRegistry
 from greenprof.track.recompute import enter_recompute, exit_recompute
@@ -203,21 +203,19 @@ class HookRecorder:
                 self._cuda_last = current
                 self._cuda_from = self.pending
 
-    def drain(self, *, final: bool = False) -> Iterator[tuple[int, int, int]]:
+    def drain(self, *, final: bool = False) -> EventBuffer:
         """Hand over the events recorded so far (with GPU times where CUDA is in use).
 
-        The events come as an iterator of ``(t_ns, code, key)`` over a flat buffer: a consumer
-        that unpacks each triple (as :meth:`~.timeline.Timeline.feed` does) allocates nothing
-        per event, since ``zip`` reuses its result tuple.
+        The events come as a flat buffer that iterates as ``(t_ns, code, key)`` triples: a
+        consumer that unpacks each triple allocates nothing per event, since ``zip`` reuses its
+        result tuple; :meth:`~.timeline.Timeline.feed` reads long runs of it in bulk.
 
         Args:
             final: wait for the device so that every event can be resolved (end of profile).
         """
         return self.drain_clocks(final=final)[0]
 
-    def drain_clocks(
-        self, *, final: bool = False
-    ) -> tuple[Iterator[tuple[int, int, int]], Iterator[tuple[int, int, int]] | None]:
+    def drain_clocks(self, *, final: bool = False) -> tuple[EventBuffer, EventBuffer | None]:
         """Like :meth:`drain`, and the same events on the host clock where CUDA is in use.
 
         Returns:
@@ -227,7 +225,7 @@ class HookRecorder:
         if self.cuda is None:
             with self._lock:
                 flat = self._take(len(self._buf))
-            return triples(flat), None
+            return EventBuffer(flat), None
         if final:
             self.cuda.finish()
         with self._lock:
@@ -237,7 +235,7 @@ class HookRecorder:
             # GPU times replace the host times of the events that have a CUDA mark.
             flat[3 * self._cuda_from :: 3] = array("q", resolved)
             self._cuda_from = 0
-        return triples(flat), triples(host)
+        return EventBuffer(flat), EventBuffer(host)
 
     def _take(self, n: int) -> array:
         """Remove and return the first ``n`` slots of the buffer (caller holds the lock)."""

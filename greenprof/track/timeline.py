@@ -28,7 +28,6 @@ import numpy as np
 from greenprof.schema import OUTSIDE_COLUMN, OUTSIDE_KEY, TimeTable
 from greenprof.track.cells import Cells, cut_into_bins
 from greenprof.track.events import (
-    AUTO_EVAL,
     BACKWARD,
     BWD_ENTER,
     BWD_EXIT,
@@ -44,6 +43,8 @@ from greenprof.track.events import (
     REGION_ENTER,
 )
 from greenprof.track.events import PHASE_OF as _PHASE_OF
+from greenprof.track.region_stack import region_event
+from greenprof.track.runs import feed_buffer
 from greenprof.track.steps import StepCount
 from greenprof.track.threads import other_event
 
@@ -52,6 +53,9 @@ __all__ = ["BACKWARD", "FORWARD", "OPTIMIZER", "OTHER", "Timeline"]
 #: Self-time segments (three slots each) collected before they are cut into cells: numpy's fixed
 #: cost per flush stays small against the events' own cost, and a drain stays short.
 _FLUSH_SLOTS = 3 * 8192
+#: Chunks of frozen cells kept apart before they are joined into one: the objects a long run keeps
+#: alive stay few, so that the profile adds nothing to the garbage collector's counts over time.
+_MAX_FROZEN_CHUNKS = 16
 
 
 class Timeline:
@@ -115,7 +119,20 @@ class Timeline:
 
     # ------------------------------------------------------------ public
     def feed(self, events: Iterable[tuple[int, int, int]]) -> None:
-        """Consume events in time order (as :class:`~.hooks.HookRecorder` records them)."""
+        """Consume events in time order (as :class:`~.hooks.HookRecorder` records them).
+
+        A drained :class:`~.events.EventBuffer` has its long runs of forward events handled in
+        bulk (:mod:`~.runs`); any other iterable of triples goes through the event loop.
+        """
+        flat = getattr(events, "flat", None)
+        if flat is not None and not self._tracing:
+            feed_buffer(self, flat)
+        else:
+            self._feed_events(events)
+        if len(self._segments) >= _FLUSH_SLOTS:
+            self._flush_bins()
+
+    def _feed_events(self, events: Iterable[tuple[int, int, int]]) -> None:
         # The common cases (enter, and exit of the innermost entry) are inlined: this loop runs
         # for every hook event of the user's training. Segment arithmetic happens in numpy later.
         put = self._segments.extend
@@ -161,8 +178,6 @@ class Timeline:
                 self.step_count.optimizer_step()
                 self._tracing = self._trace_open()
         self._t_last = t_last
-        if len(self._segments) >= _FLUSH_SLOTS:
-            self._flush_bins()
 
     @property
     def trace(self) -> list[tuple[int, int, int, int]]:
@@ -214,18 +229,9 @@ class Timeline:
         return column
 
     def _region_event(self, code: int, region: int) -> None:
-        """Open or close a region; the automatic ``eval`` region never hides a user's region."""
-        if code == REGION_ENTER:
-            in_effect = self._region if region == AUTO_EVAL and self._region else region
-            self._regions.append((region, in_effect))
-        else:
-            for i in range(len(self._regions) - 1, -1, -1):
-                if self._regions[i][0] == region:
-                    # Regions an exception left open inside this one close with it.
-                    del self._regions[i:]
-                    break
-            else:
-                self.inconsistencies += 1
+        """Open or close a region."""
+        if not region_event(self._regions, code, region):
+            self.inconsistencies += 1
         self._region = self._regions[-1][1] if self._regions else NO_REGION
         self._outside = self._column(OUTSIDE_KEY, OTHER)
 
@@ -299,6 +305,8 @@ class Timeline:
         if self._frozen_cells > self.max_cells:
             frozen = self._compact(Cells.join(self._frozen))
             self._frozen, self._frozen_cells = [frozen], len(frozen)
+        elif len(self._frozen) > _MAX_FROZEN_CHUNKS:
+            self._frozen = [Cells.join(self._frozen)]
 
     def _compact(self, cells: Cells) -> Cells:
         """Merge cells until at most half the cell budget is used; totals never change.
