@@ -19,13 +19,15 @@ Workloads:
 Variants, interleaved in rounds in one process (the order rotates each round, so that no variant
 always runs first): no profiler, ``greenprof.profile(calibrate=False)`` (calibration runs after
 the block and is no part of a step) and ``torch.profiler.profile`` with CPU activities. Each
-variant's block starts with one untimed step. Per round, each variant's median step time (wall
-clock and process CPU time) is divided by that round's plain median; the figure printed is the
-median of these per-round ratios, with their range (the noise). Per variant it also prints the
-garbage collections during its timed steps (``gc.callbacks``) and the seconds they took, and the
-worst step's delay over the round's plain median (a drain of greenprof's buffers at a step
-boundary would show there). For greenprof: the time spent after the block (attribution), whether
-every step's events were kept, and what its sampler thread cost.
+variant's block starts with untimed steps (at least ``START_ROOT_CALLS`` root calls: the
+start of a profile, whose one-time allocations are counted apart as "start"). Per round, each
+variant's median step time (wall clock and process CPU time) is divided by that round's plain
+median; the figure printed is the median of these per-round ratios, with their range (the
+noise). Per variant it also prints the garbage collections during its timed steps
+(``gc.callbacks``) and the seconds they took, and the worst step's delay over the round's plain
+median (a drain of greenprof's buffers at a step boundary would show there). For greenprof: the
+time spent after the block (attribution), whether every step's events were kept, and what its
+sampler thread cost.
 
 Timing on a shared machine is noisy: read the range, and rerun on a quiet one for final figures.
 """
@@ -46,6 +48,9 @@ import transformers
 import greenprof
 
 VARIANTS = ("plain", "greenprof", "torch.profiler")
+#: Untimed root calls at the start of each block (whole steps): more than the 20 steps whose
+#: spans a profile keeps for its report.
+START_ROOT_CALLS = 25
 
 
 class GcCounter:
@@ -83,6 +88,7 @@ class Tally:
     worst_delay_s: float = 0.0
     gc: GcCounter = field(default_factory=GcCounter)
     after_block_s: list[float] = field(default_factory=list)
+    gc_start: GcCounter = field(default_factory=GcCounter)  # during the untimed start
     kept: list[tuple[int, int]] = field(default_factory=list)  # (root calls seen, calls made)
     sampler: list[dict] = field(default_factory=list)
 
@@ -168,7 +174,15 @@ def timed_block(variant: str, work: Workload, tally: Tally) -> tuple[list[float]
     cpus: list[float] = []
     gc.collect()  # each block starts clean of the previous block's garbage
     with ctx if ctx is not None else contextlib.nullcontext():
-        work.step()
+        # The start of a profile (each module's key, the columns, the spans of the first steps
+        # kept for the report) allocates once: counted apart, so that the timed steps show the
+        # steady state.
+        gc.callbacks.append(tally.gc_start)
+        try:
+            for _ in range(-(-START_ROOT_CALLS // work.calls_per_step)):
+                work.step()
+        finally:
+            gc.callbacks.remove(tally.gc_start)
         gc.callbacks.append(tally.gc)
         try:
             for _ in range(work.steps):
@@ -183,7 +197,7 @@ def timed_block(variant: str, work: Workload, tally: Tally) -> tuple[list[float]
         tally.after_block_s.append(time.perf_counter() - t_exit)
         layers = prof.session.layers()
         root = layers[(layers.module == work.root) & (layers.phase == "forward")]
-        made = (work.steps + 1) * work.calls_per_step
+        made = (work.steps + -(-START_ROOT_CALLS // work.calls_per_step)) * work.calls_per_step
         tally.kept.append((int(root.calls.sum()), made))
         tally.sampler.append(dict(prof.session.meta["sampler"], wall_s=prof.session.duration_s))
     return walls, cpus
@@ -215,7 +229,7 @@ def report(work: Workload, rounds: int, tallies: dict[str, Tally]) -> None:
             f"[{min(t.ratios_wall):.3f}-{max(t.ratios_wall):.3f}]  "
             f"cpu x{statistics.median(t.ratios_cpu):.3f} "
             f"[{min(t.ratios_cpu):.3f}-{max(t.ratios_cpu):.3f}]  "
-            f"GC {t.gc.collections} ({t.gc.seconds * 1e3:.1f} ms)  "
+            f"GC {t.gc.collections} ({t.gc.seconds * 1e3:.1f} ms; start {t.gc_start.collections})  "
             f"worst step +{t.worst_delay_s * 1e3:.2f} ms"
         )
         if work.tokens_per_step:
