@@ -11,6 +11,8 @@ Workloads:
                where the cost per module call dominates;
   encoder+heap the same with 3 million small live lists, which every full collection walks:
                a profiler that leaves objects behind per event pays for it in garbage collection;
+  mlp          training steps of a small MLP (5 Linear layers 64 wide, batch 32; well under a
+               millisecond a step), the cheapest module calls a profiler meets;
   gpt2         greedy decoding with a GPT-2 built from a config (4 layers, 128 wide), 32 new
                tokens per ``generate(do_sample=False)`` call; reported as tokens/s too;
   bert-tiny    training steps of a 2-layer BERT (hidden 128, batch 4x32);
@@ -24,10 +26,10 @@ start of a profile, whose one-time allocations are counted apart as "start"). Pe
 variant's median step time (wall clock and process CPU time) is divided by that round's plain
 median; the figure printed is the median of these per-round ratios, with their range (the
 noise). Per variant it also prints the garbage collections during its timed steps
-(``gc.callbacks``) and the seconds they took, and the worst step's delay over the round's plain
-median (a drain of greenprof's buffers at a step boundary would show there). For greenprof: the
-time spent after the block (attribution), whether every step's events were kept, and what its
-sampler thread cost.
+(``gc.callbacks``; how many were full ones) and the seconds they took, and the worst step's
+delay over the round's plain median (a drain of greenprof's buffers at a step boundary would
+show there). For greenprof: the time spent after the block (attribution), whether every step's
+events were kept, and what its sampler thread cost.
 
 Timing on a shared machine is noisy: read the range, and rerun on a quiet one for final figures.
 """
@@ -58,6 +60,7 @@ class GcCounter:
 
     def __init__(self) -> None:
         self.collections = 0
+        self.full = 0  # of the oldest generation: these walk every live object
         self.seconds = 0.0
         self._t0 = 0.0
 
@@ -66,6 +69,7 @@ class GcCounter:
             self._t0 = time.perf_counter()
         else:
             self.collections += 1
+            self.full += info["generation"] == 2
             self.seconds += time.perf_counter() - self._t0
 
 
@@ -119,6 +123,22 @@ def encoder(steps: int, heap_objects: int = 0) -> Workload:
         gc.collect()  # they are old now: a later full collection is the step's, not theirs
         name = f"encoder + {heap_objects:,} live objects"
     return Workload(name, step, steps, keep=keep)
+
+
+def mlp(steps: int) -> Workload:
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = [torch.nn.Linear(32, 64), torch.nn.ReLU()]
+    for _ in range(3):
+        layers += [torch.nn.Linear(64, 64), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x, y = torch.randn(32, 32), torch.randint(0, 10, (32,))
+    loss = torch.nn.CrossEntropyLoss()
+    step = training_step(model, optimizer, lambda: loss(model(x), y))
+    n_modules = len(list(model.modules()))
+    name = f"mlp ({n_modules} modules, batch 32, width 64)"
+    # Two root modules (the model and the loss): rows are named by class.
+    return Workload(name, step, steps, root="Sequential")
 
 
 def gpt2(steps: int, new_tokens: int = 32) -> Workload:
@@ -229,7 +249,8 @@ def report(work: Workload, rounds: int, tallies: dict[str, Tally]) -> None:
             f"[{min(t.ratios_wall):.3f}-{max(t.ratios_wall):.3f}]  "
             f"cpu x{statistics.median(t.ratios_cpu):.3f} "
             f"[{min(t.ratios_cpu):.3f}-{max(t.ratios_cpu):.3f}]  "
-            f"GC {t.gc.collections} ({t.gc.seconds * 1e3:.1f} ms; start {t.gc_start.collections})  "
+            f"GC {t.gc.collections} ({t.gc.full} full, {t.gc.seconds * 1e3:.1f} ms; "
+            f"start {t.gc_start.collections})  "
             f"worst step +{t.worst_delay_s * 1e3:.2f} ms"
         )
         if work.tokens_per_step:
@@ -254,6 +275,7 @@ def workloads(quick: bool, only: list[str] | None) -> dict[str, Callable[[], Wor
     table: dict[str, Callable[[], Workload]] = {
         "encoder": lambda: encoder(60 * scale),
         "encoder+heap": lambda: encoder(60 * scale, heap_objects=3_000_000),
+        "mlp": lambda: mlp(300 * scale),
         "gpt2": lambda: gpt2(6 * scale),
         "bert-tiny": lambda: bert(20 * scale, 2, 128),
         "bert-base": lambda: bert(3 * scale, 12, 768),
