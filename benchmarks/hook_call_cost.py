@@ -10,7 +10,9 @@ Two measures, each on the thread that installed the hooks and on another thread:
   dominate), timed without hooks and under a bare :class:`HookRecorder` (the timeline is not fed);
   the extra time is divided by the module calls;
 - hooks alone: the recorder's forward pre- and post-hook are called directly for a leaf module
-  inside an open parent, without the module's own work or PyTorch's hook dispatch.
+  inside an open parent, without the module's own work or PyTorch's module call. These are the
+  general path; the main thread's common call takes the inline path of
+  :mod:`greenprof.track.calls`, which only the end-to-end figure shows.
 
 Each prints the minimum and median over rounds in microseconds per module call; the minimum is
 the figure least disturbed by other load on the machine.
