@@ -17,15 +17,16 @@ same prompts, greedy completion):
    generate()'s finish. Each reference below is its own profile, cut at the same point:
 
    - *model work*. Prefill: the prompt's forward alone, ``model(ids, attention_mask=mask,
-     use_cache=True, logits_to_keep=1)`` (the call generate() makes: it keeps the last
-     position's logits only), repeated until the profile lasts ``--seconds``; one prefill is
-     the profile's joules over the repeats. Decode: one hand-written greedy KV-cache loop per
-     generate() call, from the cache and logits of a prefill run *before* the profile starts
-     (one per loop: a loop extends its cache in place), so nothing is subtracted. Per step it
-     does what greedy search needs and no more: argmax of the last logits, padding of rows
-     that ended (EOS), attention mask extended by one, the token fed with the cache. It makes
-     as many tokens as generate() did and checks they are generate()'s own. The same model
-     work as generate() on each side of the cut, without generate()'s Python: its setup
+     position_ids=positions, use_cache=True, logits_to_keep=1)``, the call generate() makes
+     (positions count from each row's first unpadded token; only the last position's logits
+     are kept), repeated until the profile lasts ``--seconds``; one prefill is the profile's
+     joules over the repeats. Decode: one hand-written greedy KV-cache loop per generate()
+     call, from the cache and logits of a prefill run *before* the profile starts (one per
+     loop: a loop extends its cache in place), so nothing is subtracted. Per step it does what
+     greedy search needs and no more: argmax of the last logits, padding of rows that ended
+     (EOS), attention mask and positions extended by one, the token fed with the cache. It
+     makes as many tokens as generate() did and checks they are generate()'s own. The same
+     model work as generate() on each side of the cut, without generate()'s Python: its setup
      (in greenprof's prefill) and its bookkeeping beyond the loop's (in greenprof's decode).
      ``generate() beyond model work`` says how big that is: a call's joules in the one
      profile minus this reference's prefill and decode.
@@ -79,30 +80,39 @@ def profiled(work: Callable[[], Any]) -> greenprof.Session:
     return prof.session
 
 
-def prefill(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> Any:
-    """The prompt's forward as generate() makes it; its output holds ``logits`` and ``cache``."""
-    return model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+def prefill(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[Any, Any]:
+    """The prompt's forward as generate() makes it: ``(output, position ids)``.
+
+    Positions count from each row's first unpadded token, as generate() numbers them.
+    """
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    return out, positions
 
 
-def decode(model: torch.nn.Module, first: Any, mask: torch.Tensor, steps: int) -> torch.Tensor:
-    """Greedy KV-cache decoding of ``steps`` tokens per row from a prefill's output ``first``.
+def decode(model: torch.nn.Module, first: tuple[Any, Any], mask: torch.Tensor, steps: int):
+    """Greedy KV-cache decoding of ``steps`` tokens per row from a prefill's ``first``.
 
     Rows that chose the EOS (a newline) get padding afterwards, as in generate(); the model
     runs ``steps - 1`` forwards, since the last token chosen is not fed back.
     """
-    logits, cache = first.logits, first.cache
-    ended = torch.zeros(mask.shape[0], dtype=torch.bool)
+    (out, positions), ended = first, torch.zeros(mask.shape[0], dtype=torch.bool)
     chosen = []
     for step in range(steps):
-        token = torch.where(ended, PAD, logits[:, -1].argmax(dim=-1))
+        token = torch.where(ended, PAD, out.logits[:, -1].argmax(dim=-1))
         ended |= token == NEWLINE
         chosen.append(token)
         if step + 1 < steps:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            positions = positions[:, -1:] + 1
             out = model(
-                token[:, None], attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1
+                token[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                cache=out.cache,
+                use_cache=True,
+                logits_to_keep=1,
             )
-            logits, cache = out.logits, out.cache
     return torch.stack(chosen, dim=1)
 
 
