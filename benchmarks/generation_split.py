@@ -37,8 +37,10 @@ same prompts, greedy completion):
      is greenprof's attribution (and noise).
 
    Per-token figures divide by the same counts everywhere: prompt tokens without padding, new
-   tokens up to each row's EOS (greenprof's counts). Printed: medians over the rounds, and the
-   median and range of the per-round relative differences.
+   tokens up to each row's EOS (greenprof's counts). Printed: medians over the rounds, the
+   median and range of the per-round relative differences, the seconds behind each figure, and
+   how far the two profiles of the same generate() calls (*one profile*, *whole*) differ: the
+   machine's own noise between profiles, which no comparison of separate profiles can beat.
 2. **Decode overhead.** New tokens per second of ``--speed-calls`` generate() calls without a
    profiler, inside ``greenprof.profile()`` and inside ``torch.profiler.profile()`` (CPU
    activities), interleaved round by round; the overhead is the median of the per-round ratios,
@@ -165,15 +167,17 @@ def split_round(model, ids, mask, calls: int, repeats: dict[str, int], made: tor
     rows = one.generation()
     prompt, new = int(rows["prompt_tokens"].sum()) / calls, int(rows["new_tokens"].sum()) / calls
     work = (pre.total_energy_j / repeats["work"], dec.total_energy_j / calls)
-    cut_j = cut.total_energy_j / repeats["cut"]
+    cut_j, cut_s = cut.total_energy_j / repeats["cut"], cut.duration_s / repeats["cut"]
     call_j = float((rows["prefill_j"] + rows["decode_j"]).sum()) / calls
     return {
         "one": (float(rows["prefill_j"].mean()) / prompt, float(rows["decode_j"].mean()) / new),
         "work": (work[0] / prompt, work[1] / new),
         "cut": (cut_j / prompt, (whole.total_energy_j / calls - cut_j) / new),
         "beyond": (call_j - sum(work)) / call_j,
+        "drift": whole.total_energy_j / one.total_energy_j - 1,
         "one_s": (float(rows["prefill_s"].mean()), float(rows["decode_s"].mean())),
         "work_s": (pre.duration_s / repeats["work"], dec.duration_s / calls),
+        "cut_s": (cut_s, whole.duration_s / calls - cut_s),
         "durations_s": [s.duration_s for s in (one, pre, dec, cut, whole)],
         "tokens": (prompt, new),
         "same_tokens": all(torch.equal(loop, made) for loop in loops),
@@ -206,22 +210,16 @@ def print_split(rounds: list[dict[str, Any]], calls: int, repeats: dict[str, int
         f"\nper call: {first['tokens'][0]:g} prompt tokens, {first['tokens'][1]:g} new tokens; "
         f"the hand-written loop made generate()'s tokens: {'yes' if matched else 'NO'}"
     )
-    durations = [med(r["durations_s"][i] for r in rounds) for i in range(5)]
+    one, pre, dec, cut, whole = (med(r["durations_s"][i] for r in rounds) for i in range(5))
     print(
-        "profiles, median s: one {:.2f} ({} calls); model work: prefill {:.2f} ({} forwards), "
-        "decode {:.2f} ({} loops); generate() cut: prefill {:.2f} ({} cut calls), whole {:.2f} "
-        "({} calls)".format(
-            durations[0],
-            calls,
-            durations[1],
-            repeats["work"],
-            durations[2],
-            calls,
-            durations[3],
-            repeats["cut"],
-            durations[4],
-            calls,
-        )  # fmt: skip
+        f"profiles, median s: one {one:.2f} ({calls} calls); model work: prefill {pre:.2f} "
+        f"({repeats['work']} forwards), decode {dec:.2f} ({calls} loops); generate() cut: "
+        f"prefill {cut:.2f} ({repeats['cut']} cut calls), whole {whole:.2f} ({calls} calls)"
+    )
+    drift = [r["drift"] for r in rounds]
+    print(
+        f"the same {calls} calls profiled twice a round (one, whole), joules differ by: median "
+        f"{med(drift):+.1%}, range {min(drift):+.1%} to {max(drift):+.1%} (the machine's noise)"
     )
     unit = "J, ESTIMATED" if first["estimated"] else "J"
     for ref, name in REFERENCES.items():
@@ -236,11 +234,11 @@ def print_split(rounds: list[dict[str, Any]], calls: int, repeats: dict[str, int
                 f"   (per round: median {med(diffs):+.1%}, "
                 f"range {min(diffs):+.1%} to {max(diffs):+.1%})"
             )
+        for i, label in ((1, "decode s per call"), (0, "prefill s per call")):
+            one = med(r["one_s"][i] for r in rounds)
+            sep = med(r[f"{ref}_s"][i] for r in rounds)
+            print(f"{label:22}{one * 1e3:11.3f} ms{sep * 1e3:13.3f} ms{one / sep - 1:+11.1%}")
         if ref == "work":
-            for i, label in ((1, "decode s per call"), (0, "prefill s per call")):
-                one = med(r["one_s"][i] for r in rounds)
-                sep = med(r["work_s"][i] for r in rounds)
-                print(f"{label:22}{one * 1e3:11.3f} ms{sep * 1e3:13.3f} ms{one / sep - 1:+11.1%}")
             beyond = [r["beyond"] for r in rounds]
             print(
                 f"generate() beyond model work: {med(beyond):+.1%} of a call's joules "
