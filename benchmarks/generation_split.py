@@ -41,6 +41,8 @@ same prompts, greedy completion):
    median and range of the per-round relative differences, the seconds behind each figure, and
    how far the two profiles of the same generate() calls (*one profile*, *whole*) differ: the
    machine's own noise between profiles, which no comparison of separate profiles can beat.
+   A round's five profiles run in an order rotated round by round, each after a garbage
+   collection, so that neither the order nor the last profile's garbage favours one of them.
 2. **Decode overhead.** New tokens per second of ``--speed-calls`` generate() calls without a
    profiler, inside ``greenprof.profile()`` and inside ``torch.profiler.profile()`` (CPU
    activities), interleaved round by round; the overhead is the median of the per-round ratios,
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import math
 import pathlib
@@ -77,6 +80,8 @@ REFERENCES = {"work": "model work", "cut": "generate() cut"}
 
 
 def profiled(work: Callable[[], Any]) -> greenprof.Session:
+    # The garbage of earlier profiles (their sessions) is collected now, not inside this one.
+    gc.collect()
     with greenprof.profile(calibrate=False) as prof:
         work()
     return prof.session
@@ -145,8 +150,13 @@ def repeats_for(seconds: float, work: Callable[[], Any], trials: int = 10) -> in
     return math.ceil(seconds * trials / (time.perf_counter() - started))
 
 
-def split_round(model, ids, mask, calls: int, repeats: dict[str, int], made: torch.Tensor):
-    """One round: per-token figures from one profile and from the two references."""
+def split_round(
+    model, ids, mask, calls: int, repeats: dict[str, int], made: torch.Tensor, turn: int
+) -> dict[str, Any]:
+    """One round: per-token figures from one profile and from the two references.
+
+    The five profiles run in an order rotated by ``turn``, so none is always first.
+    """
 
     def generating() -> None:
         for _ in range(calls):
@@ -159,11 +169,16 @@ def split_round(model, ids, mask, calls: int, repeats: dict[str, int], made: tor
         for first in firsts:
             loops.append(decode(model, first, mask, made.shape[1]))
 
-    one = profiled(generating)
-    pre = profiled(lambda: [prefill(model, ids, mask) for _ in range(repeats["work"])])
-    dec = profiled(decoding)
-    cut = profiled(lambda: [cut_generate(model, ids, mask) for _ in range(repeats["cut"])])
-    whole = profiled(generating)
+    works: list[Callable[[], Any]] = [
+        generating,
+        lambda: [prefill(model, ids, mask) for _ in range(repeats["work"])],
+        decoding,
+        lambda: [cut_generate(model, ids, mask) for _ in range(repeats["cut"])],
+        generating,
+    ]
+    order = [(turn + i) % len(works) for i in range(len(works))]
+    sessions = dict(zip(order, (profiled(works[i]) for i in order), strict=True))
+    one, pre, dec, cut, whole = (sessions[i] for i in range(len(works)))
     rows = one.generation()
     prompt, new = int(rows["prompt_tokens"].sum()) / calls, int(rows["new_tokens"].sum()) / calls
     work = (pre.total_energy_j / repeats["work"], dec.total_energy_j / calls)
@@ -269,8 +284,8 @@ def main() -> None:
             "cut": repeats_for(args.seconds, lambda: cut_generate(model, ids, mask)),
         }
         if not args.skip_split:
-            for _ in range(args.rounds):
-                rounds.append(split_round(model, ids, mask, args.calls, repeats, made))
+            for turn in range(args.rounds):
+                rounds.append(split_round(model, ids, mask, args.calls, repeats, made, turn))
         speeds: dict[str, list[float]] = {"plain": [], "greenprof": [], "torch.profiler": []}
         for _ in range(args.speed_rounds):
             for name, around in (
