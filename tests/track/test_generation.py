@@ -203,3 +203,35 @@ def test_a_streamer_sees_every_token_and_the_count_is_the_same():
     gen = session.generation()
     assert gen.loc[0, "new_tokens"] == 4 and gen.loc[0, "prompt_tokens"] == 5
     assert streamer.ended and sum(streamer.seen[1:], []) == out[0, 5:].tolist()
+
+
+def test_at_constant_power_each_call_gets_watts_times_its_prefill_and_decode_time():
+    # A wide batch with short prompts, then one row with a long prompt, the same number of steps:
+    # each part takes about as long in both calls while their token counts differ 3- to 4-fold,
+    # so a split by tokens, or prefill swapped with decode, would miss watts times time.
+    watts = 50.0
+    model = gpt2(eos=None)
+    model.generation_config.eos_token_id = None
+    torch.manual_seed(2)
+    wide, long = torch.randint(1, 90, (4, 3)), torch.randint(1, 90, (1, 40))
+
+    def two():
+        for ids in (wide, long):
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8)
+
+    session, _ = profiled(two)
+    gen = session.generation()
+    assert list(gen["prompt_tokens"]) == [12, 40] and list(gen["new_tokens"]) == [32, 8]
+    for _, row in gen.iterrows():
+        assert row["prefill_j"] == pytest.approx(watts * row["prefill_s"], rel=0.05)
+        assert row["decode_j"] == pytest.approx(watts * row["decode_s"], rel=0.05)
+        ratio_s = row["prefill_s"] / row["decode_s"]
+        assert row["prefill_j"] / row["decode_j"] == pytest.approx(ratio_s, rel=0.05)
+        assert row["prefill_lo_j"] <= row["prefill_j"] <= row["prefill_hi_j"]
+    layers = session.layers()
+    outside_j = layers.loc[~layers["region"].isin(["prefill", "decode"]), "energy_j"].sum()
+    generated_j = gen["prefill_j"].sum() + gen["decode_j"].sum()
+    assert generated_j == pytest.approx(session.total_energy_j - outside_j, rel=0.005)
+    assert generated_j == pytest.approx(
+        watts * (gen["prefill_s"].sum() + gen["decode_s"].sum()), rel=0.05
+    )
