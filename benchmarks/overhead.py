@@ -21,8 +21,9 @@ Workloads:
 Variants, interleaved in rounds in one process (the order rotates each round, so that no variant
 always runs first): no profiler, ``greenprof.profile(calibrate=False)`` (calibration runs after
 the block and is no part of a step) and ``torch.profiler.profile`` with CPU activities. Each
-variant's block starts with untimed steps (at least ``START_ROOT_CALLS`` root calls: the
-start of a profile, whose one-time allocations are counted apart as "start"). Per round, each
+variant's block starts with untimed steps (at least ``START_ROOT_CALLS`` root calls, two
+BERT-base steps: the start of a profile, whose one-time allocations are counted apart as
+"start"). Per round, each
 variant's median step time (wall clock and process CPU time) is divided by that round's plain
 median; the figure printed is the median of these per-round ratios, with their range (the
 noise). Per variant it also prints the garbage collections during its timed steps
@@ -82,6 +83,10 @@ class Workload:
     calls_per_step: int = 1
     tokens_per_step: int = 0
     keep: list = field(default_factory=list)  # objects kept alive during the measurement
+    start_steps: int = 0  # untimed steps at a block's start (0: START_ROOT_CALLS root calls)
+
+    def untimed_steps(self) -> int:
+        return self.start_steps or -(-START_ROOT_CALLS // self.calls_per_step)
 
 
 @dataclass
@@ -178,7 +183,11 @@ def bert(steps: int, layers: int, hidden: int) -> Workload:
     batch = torch.randint(0, config.vocab_size, (4, 32))
     labels = torch.randint(0, 2, (4,))
     step = training_step(model, optimizer, lambda: model(input_ids=batch, labels=labels).loss)
-    return Workload(f"bert {layers} layers, hidden {hidden}, batch 4x32", step, steps)
+    # A BERT-base step lasts seconds: two untimed ones hold the start of a profile in a small
+    # part of their time, where 25 would make the run last many minutes.
+    start_steps = 2 if layers >= 12 else 0
+    name = f"bert {layers} layers, hidden {hidden}, batch 4x32"
+    return Workload(name, step, steps, start_steps=start_steps)
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -199,7 +208,7 @@ def timed_block(variant: str, work: Workload, tally: Tally) -> tuple[list[float]
         # steady state.
         gc.callbacks.append(tally.gc_start)
         try:
-            for _ in range(-(-START_ROOT_CALLS // work.calls_per_step)):
+            for _ in range(work.untimed_steps()):
                 work.step()
         finally:
             gc.callbacks.remove(tally.gc_start)
@@ -217,7 +226,7 @@ def timed_block(variant: str, work: Workload, tally: Tally) -> tuple[list[float]
         tally.after_block_s.append(time.perf_counter() - t_exit)
         layers = prof.session.layers()
         root = layers[(layers.module == work.root) & (layers.phase == "forward")]
-        made = (work.steps + -(-START_ROOT_CALLS // work.calls_per_step)) * work.calls_per_step
+        made = (work.steps + work.untimed_steps()) * work.calls_per_step
         tally.kept.append((int(root.calls.sum()), made))
         tally.sampler.append(dict(prof.session.meta["sampler"], wall_s=prof.session.duration_s))
     return walls, cpus
