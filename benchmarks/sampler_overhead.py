@@ -8,6 +8,10 @@ training loop does between CUDA calls; the second run also shows whether the sam
 pace (missed ticks) and whether it held back its fine polls (they would take the GIL from the
 busy thread without placing updates any better).
 
+Before the table it prints the machine's floor: the CPU time of a thread that only wakes at each
+interval (the same timed wait, reading nothing). No sampler can cost less than that; on virtual
+machines a wakeup alone can cost a hundred microseconds.
+
 With --slow-counter-ms P it adds a simulated counter that updates every P ms (as NVML's energy
 does), so the cost of polling faster around its updates shows too; the last column then gives its
 reads per second as well.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import time
 
 from greenprof.measure.sampler import Sampler
@@ -62,6 +67,26 @@ def busy_python(until: float) -> None:
     while time.perf_counter() < until:
         for i in range(1000):
             total += i * i
+
+
+def wakeup_floor(interval_s: float, seconds: float) -> float:
+    """Share of a core a thread takes that only wakes every ``interval_s`` (no reads)."""
+    shares: list[float] = []
+
+    def wake() -> None:
+        lock = threading.Lock()
+        lock.acquire()
+        cpu0_s, wall0_s = time.thread_time(), time.perf_counter()
+        wake_s = wall0_s + interval_s
+        while time.perf_counter() < wall0_s + seconds:
+            lock.acquire(timeout=max(wake_s - time.perf_counter(), 0.0))
+            wake_s += interval_s
+        shares.append((time.thread_time() - cpu0_s) / (time.perf_counter() - wall0_s))
+
+    thread = threading.Thread(target=wake)
+    thread.start()
+    thread.join()
+    return shares[0]
 
 
 def measure(sensors, interval_s: float, seconds: float, busy: bool) -> dict[str, float]:
@@ -109,6 +134,12 @@ def main() -> None:
     found = detect() + ([SlowCounter(args.slow_counter_ms / 1000)] if args.slow_counter_ms else [])
     sensors = [Counted(s) for s in found]
     print("sensors:", ", ".join(f"{s.name} ({s.device})" for s in sensors))
+    for interval_ms in args.intervals_ms:
+        floor = wakeup_floor(interval_ms / 1000, min(args.seconds, 3.0))
+        print(
+            f"floor at {interval_ms:g} ms: a thread that only wakes takes {floor * 100:.3f}% "
+            "of a core on this machine"
+        )
     print(
         f"{'interval':>9} {'main thread':>12} {'CPU % of a core':>16} {'us/sample':>10} "
         f"{'samples/s':>16} {'missed ticks':>14} {'fine polls':>11} {'held back':>10}"

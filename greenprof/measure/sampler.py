@@ -252,9 +252,12 @@ class Sampler:
     def _next_due_ns(self) -> int | None:
         """Nanoseconds until some slow counter's update is due, or None when none is watched."""
         now_ns = self._clock()
-        watches = [self._watches[s.name] for s in self._active]
-        due = [d for w in watches if (d := w.due_in_ns(now_ns)) is not None]
-        return min(due) if due else None
+        soonest_ns = None
+        for sensor in self._active:
+            due_ns = self._watches[sensor.name].due_in_ns(now_ns)
+            if due_ns is not None and (soonest_ns is None or due_ns < soonest_ns):
+                soonest_ns = due_ns
+        return soonest_ns
 
     def _due_sensors(self, within_ns: int) -> list[Sensor]:
         """Working sensors whose next update is due within ``within_ns``."""
@@ -268,15 +271,17 @@ class Sampler:
     # ------------------------------------------------------------- sampling
     def sample_once(self, sensors: Sequence[Sensor] | None = None) -> None:
         """Read every working sensor (or only ``sensors``) once and store the readings."""
+        clock = self._clock
         readings: list[tuple[str, int, float]] = []
-        for sensor in list(self._active if sensors is None else sensors):
-            t0_ns = self._clock()
+        # A failing sensor rebinds ``_active`` to a new list, so iterating the old one is safe.
+        for sensor in self._active if sensors is None else sensors:
+            t0_ns = clock()
             try:
                 energy_j = float(sensor.energy_j())
             except Exception as exc:
                 self._fail(sensor, f"{type(exc).__name__}: {exc}")
                 continue
-            t1_ns = self._clock()
+            t1_ns = clock()
             # The reading happened somewhere inside the call; its middle is the best guess.
             readings.append((sensor.name, (t0_ns + t1_ns) // 2, energy_j))
         with self._lock:

@@ -6,7 +6,7 @@ share its CPU time represents. One second of CPU time (one logical CPU busy for 
 the number is an estimate: the sensor says so (``measured=False``) and every report shows it.
 
 Child processes (DataLoader workers, for instance) are other processes: their CPU time is not in
-the estimate. The sensor looks for them ten times a second while it is read (one small ``/proc``
+the estimate. The sensor looks for them once a second while it is read (one small ``/proc``
 file on Linux) and, when any ran, the session says that their energy is left out.
 """
 
@@ -24,7 +24,7 @@ from greenprof.sensors.base import Sensor
 CPU_POWER_ENV = "GREENPROF_CPU_POWER_W"
 
 #: How often, in seconds of wall time, the sensor looks for child processes.
-CHILD_CHECK_INTERVAL_S = 0.1
+CHILD_CHECK_INTERVAL_S = 1.0
 
 #: Default rated power per logical CPU, in watts. A desktop or server core under full load draws
 #: roughly 5-15 W with its share of the uncore; 10 W keeps the estimate in that range whatever the

@@ -307,6 +307,40 @@ def test_refining_stops_when_the_counter_stops_moving():
     assert watch.due_in_ns(now_ns) is None
 
 
+def test_the_refining_decision_follows_the_median_gap_as_the_history_turns_over():
+    # A counter that alternates between fast stretches (an update at every poll) and slow ones
+    # (every 50 ms), for longer than the gap history: the watch refines exactly when the median
+    # of its remembered gaps is at least a poll interval, as a sort of the history would say.
+    import random
+
+    from greenprof.measure.samples import _GAP_HISTORY, UpdateWatch
+
+    poll_ns = 10_000_000
+    rng = random.Random(7)
+    watch = UpdateWatch(poll_ns)
+    gaps: list[int] = []
+    last = None
+    update_hi = None
+    energy_j = 0.0
+    refined = []
+    for poll in range(2_000):
+        slow = (poll // 150) % 2 == 1
+        if not slow or rng.random() < 0.2:
+            energy_j += 1.0
+        t_ns = poll * poll_ns
+        watch.observe(t_ns, energy_j)
+        if last is not None and energy_j != last[1]:
+            if update_hi is not None:
+                gaps = (gaps + [last[0] - update_hi])[-_GAP_HISTORY:]
+            update_hi = t_ns
+            median = sorted(gaps)[len(gaps) // 2] if len(gaps) >= 3 else None
+            expect = median is not None and median >= poll_ns
+            assert (watch.due_in_ns(t_ns) is not None) == expect, poll
+            refined.append(expect)
+        last = (t_ns, energy_j)
+    assert any(refined) and not all(refined)
+
+
 class WallStepped(Sensor):
     """Moves every ``period_s`` of wall time; signals after ``updates`` moves were read."""
 
