@@ -35,11 +35,11 @@ def test_replays_measure_short_layers_a_slow_counter_cannot_tell_apart():
     assert calibration["calibrated"] and calibration["seconds"] > 0
     assert calibration["energy_j"] > 0
     assert set(calibration["replayed"]) >= set(watts)
-    # A 100 ms counter leaves most of an update period unknown at each end of a 1 s run (about
-    # +-7 % here): the truth lies inside the total's interval, and the interval stays that narrow.
+    # A 100 ms counter leaves most of an update period unknown at each end of a 1 s run (+-4 to
+    # 8 % here): the truth lies inside the total's interval, and the interval stays within +-10 %.
     truth_j = sum(truth.values())
     assert session.total_energy_lo_j <= truth_j <= session.total_energy_hi_j
-    assert session.total_energy_hi_j - session.total_energy_lo_j < 0.25 * truth_j
+    assert session.total_energy_hi_j - session.total_energy_lo_j < 0.2 * truth_j
     assert layers.energy_j.sum() == pytest.approx(session.total_energy_j, rel=1e-9)
     for name in watts:
         row = layers.loc[name]
