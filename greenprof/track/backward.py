@@ -6,6 +6,14 @@ output's gradient is ready) and one hook on its first grad-requiring input (back
 input's gradient is ready). Modules that share an output node share one pre-hook. A callback queued
 on the autograd engine marks the end of each backward pass (see
 :func:`queue_pass_end`), closing modules whose inputs needed no gradient.
+
+The pre-hook goes in through the tensor, as ``Tensor.register_hook`` does it, not through
+``Node.register_prehook``: the tensor's ``_backward_hooks`` dict is set and handed to its node in
+one call each, where ``register_prehook`` runs torch's Python registration (an ``OrderedDict``
+and a ``RemovableHandle`` per node, and the node's ``metadata`` dict to find the hook again): 2.8
+of the 3.9 us a node cost. The hook is found again on the tensor; an in-place operation gives
+the tensor a new node and torch empties its ``_backward_hooks``, so a hook found there always
+sits on the tensor's node.
 """
 
 from __future__ import annotations
@@ -19,8 +27,19 @@ from greenprof.track.tensors import first_grad_tensor
 
 _Tensor = torch.Tensor
 
-#: Key of the grad_fn metadata entry holding greenprof's one pre-hook on that node.
-METADATA_KEY = "greenprof.hook"
+#: Key of greenprof's pre-hook in a tensor's ``_backward_hooks`` (torch's own keys are ints), and
+#: in a node's ``metadata`` for tensors of a subclass.
+HOOK_KEY = "greenprof.hook"
+
+
+class HookDict(dict):
+    """A tensor's ``_backward_hooks`` when greenprof put them there.
+
+    A dict that takes weak references: ``Tensor.register_hook`` adds the user's hooks to it later,
+    with a ``RemovableHandle`` that holds it weakly.
+    """
+
+    __slots__ = ("__weakref__",)
 
 
 # ``recorder`` is a :class:`~.hooks.HookRecorder`; typed ``Any`` so that this module, which the
@@ -41,7 +60,7 @@ def hook_backward(
     # The node hooked last: in a chain, this module's input node; for a container, its output
     # node (that of its last child). Found here, it needs no lookup in the node's metadata.
     last_node, last_hook = recorder.last_node, recorder.last_hook
-    hook = last_hook if node is last_node else node_hook(recorder, node)
+    hook = last_hook if node is last_node else node_hook(recorder, out, node)
     hook.starts += (key,)
     recorder.last_node, recorder.last_hook = node, hook
     inp = args[0] if args else None
@@ -59,7 +78,7 @@ def hook_backward(
         return
     # Backward ends when the node that made the input is about to run: in a chain that is
     # the node where the previous module's backward starts, so one hook serves both.
-    hook = last_hook if source is last_node else node_hook(recorder, source)
+    hook = last_hook if source is last_node else node_hook(recorder, inp, source)
     if key not in hook.ends:  # a recompute (activation checkpointing) meets its first call's
         hook.ends += (key,)
 
@@ -72,14 +91,29 @@ def hook_output_backward(recorder: Any, key: int, args: Any, kwargs: Any, output
         hook_backward(recorder, key, args, kwargs, out, node)
 
 
-def node_hook(recorder: Any, node: Any) -> NodeHook:
-    """The one pre-hook greenprof keeps on an autograd node (made on first use)."""
-    metadata = node.metadata
-    hook = metadata.get(METADATA_KEY)
-    if hook is None:
-        hook = metadata[METADATA_KEY] = NodeHook(recorder)
-        node.register_prehook(hook)
-    elif hook.recorder is not recorder:
+def node_hook(recorder: Any, tensor: torch.Tensor, node: Any) -> NodeHook:
+    """The one pre-hook greenprof keeps on ``node``, which is ``tensor.grad_fn`` (made on first use)."""
+    if type(tensor) is _Tensor:
+        hooks = tensor._backward_hooks
+        if hooks is None:
+            hook = NodeHook(recorder)
+            tensor._backward_hooks = HookDict(((HOOK_KEY, hook),))
+            node._register_hook_dict(tensor)
+            return hook
+        # The user's hooks on this tensor: torch calls every hook in the dict, ours too.
+        hook = hooks.get(HOOK_KEY)
+        if hook is None:
+            hook = hooks[HOOK_KEY] = NodeHook(recorder)
+            return hook
+    else:
+        # A tensor subclass may answer attribute reads through __torch_function__: the node's.
+        metadata = node.metadata
+        hook = metadata.get(HOOK_KEY)
+        if hook is None:
+            hook = metadata[HOOK_KEY] = NodeHook(recorder)
+            node.register_prehook(hook)
+            return hook
+    if hook.recorder is not recorder:
         # A node of a graph built during an earlier profile: its hook now serves this one.
         hook.recorder, hook.starts, hook.ends = recorder, (), ()
     return hook
@@ -93,14 +127,22 @@ class NodeHook:
     """
 
     __slots__ = ("recorder", "starts", "ends")
+    #: A tensor that is saved or sent to another process keeps no hooks; torch warns of hooks
+    #: that do not say so.
+    __torch_unserializable__ = True
 
     def __init__(self, recorder: Any) -> None:
         self.recorder = recorder
         self.starts: tuple[int, ...] = ()
         self.ends: tuple[int, ...] = ()
 
-    def __call__(self, grad_outputs: Any) -> None:
-        """Record the ends and starts this node stands for (autograd calls it before the node)."""
+    def __call__(self, grad: Any) -> None:
+        """Record the ends and starts this node stands for (autograd calls it before the node).
+
+        Args:
+            grad: the gradient of the tensor the hook went in through (a node pre-hook, used for
+                tensor subclasses, gets all of the node's output gradients); unchanged.
+        """
         recorder = self.recorder
         if not recorder.live:  # a graph that outlived its profile
             return
