@@ -92,7 +92,7 @@ def hook_output_backward(recorder: Any, key: int, args: Any, kwargs: Any, output
 
 
 def node_hook(recorder: Any, tensor: torch.Tensor, node: Any) -> NodeHook:
-    """The one pre-hook greenprof keeps on ``node``, which is ``tensor.grad_fn`` (made on first use)."""
+    """The one pre-hook greenprof keeps on ``node``, ``tensor.grad_fn`` (made on first use)."""
     if type(tensor) is _Tensor:
         hooks = tensor._backward_hooks
         if hooks is None:
