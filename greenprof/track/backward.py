@@ -32,6 +32,11 @@ _Tensor = torch.Tensor
 HOOK_KEY = "greenprof.hook"
 
 
+#: Bits of one module key in a hook's packed keys: far more modules than any process makes.
+KEY_BITS = 32
+KEY_MASK = (1 << KEY_BITS) - 1
+
+
 class HookDict(dict):
     """A tensor's ``_backward_hooks`` when greenprof put them there.
 
@@ -61,7 +66,7 @@ def hook_backward(
     # node (that of its last child). Found here, it needs no lookup in the node's metadata.
     last_node, last_hook = recorder.last_node, recorder.last_hook
     hook = last_hook if node is last_node else node_hook(recorder, out, node)
-    hook.starts += (key,)
+    hook.starts = hook.starts << KEY_BITS | (key + 1)
     recorder.last_node, recorder.last_hook = node, hook
     inp = args[0] if args else None
     if type(inp) is not _Tensor or not inp.requires_grad:
@@ -79,8 +84,9 @@ def hook_backward(
     # Backward ends when the node that made the input is about to run: in a chain that is
     # the node where the previous module's backward starts, so one hook serves both.
     hook = last_hook if source is last_node else node_hook(recorder, inp, source)
-    if key not in hook.ends:  # a recompute (activation checkpointing) meets its first call's
-        hook.ends += (key,)
+    ends = hook.ends
+    if not ends or key not in unpacked(ends):  # a recompute meets its first call's
+        hook.ends = ends << KEY_BITS | (key + 1)
 
 
 def hook_output_backward(recorder: Any, key: int, args: Any, kwargs: Any, output: Any) -> None:
@@ -115,15 +121,28 @@ def node_hook(recorder: Any, tensor: torch.Tensor, node: Any) -> NodeHook:
             return hook
     if hook.recorder is not recorder:
         # A node of a graph built during an earlier profile: its hook now serves this one.
-        hook.recorder, hook.starts, hook.ends = recorder, (), ()
+        hook.recorder, hook.starts, hook.ends = recorder, 0, 0
     return hook
+
+
+def unpacked(packed: int) -> list[int]:
+    """The keys in an int of :attr:`NodeHook.starts` or ``ends``, the last one added first.
+
+    Each key ``k`` takes :data:`KEY_BITS` bits as ``k + 1``, so that key 0 is told from none.
+    """
+    keys = []
+    while packed:
+        keys.append((packed & KEY_MASK) - 1)
+        packed >>= KEY_BITS
+    return keys
 
 
 class NodeHook:
     """Pre-hook on an autograd node: modules whose input it made end, modules it outputs start.
 
-    The keys are tuples, empty until a module is added: most nodes end one module and start
-    another, and an empty tuple costs no allocation.
+    The keys of each kind are packed into one int (see :func:`unpacked`), 0 for none: an int is
+    no object the garbage collector tracks, where a training step keeps one hook a module call
+    alive until its backward ran, and the collector runs once 700 tracked objects are new.
     """
 
     __slots__ = ("recorder", "starts", "ends")
@@ -133,8 +152,8 @@ class NodeHook:
 
     def __init__(self, recorder: Any) -> None:
         self.recorder = recorder
-        self.starts: tuple[int, ...] = ()
-        self.ends: tuple[int, ...] = ()
+        self.starts = 0
+        self.ends = 0
 
     def __call__(self, grad: Any) -> None:
         """Record the ends and starts this node stands for (autograd calls it before the node).
@@ -148,21 +167,25 @@ class NodeHook:
             return
         try:
             t_ns = recorder._clock()
-            # Outermost module first, so that the innermost one ends up on top of the stack.
+            # Starts come outermost first (the last one added), so that the innermost one ends up
+            # on top of the stack; ends at one instant may come in any order.
+            ends, starts = self.ends, self.starts
             if recorder.cuda is None:
                 put = recorder._put
-                for key in self.ends:
+                while ends:
                     put(t_ns)
                     put(BWD_EXIT)
-                    put(key)
-                for key in reversed(self.starts):
+                    put((ends & KEY_MASK) - 1)
+                    ends >>= KEY_BITS
+                while starts:
                     put(t_ns)
                     put(BWD_ENTER)
-                    put(key)
+                    put((starts & KEY_MASK) - 1)
+                    starts >>= KEY_BITS
             else:
-                for key in self.ends:
+                for key in unpacked(ends):
                     recorder._emit(BWD_EXIT, key, t_ns)
-                for key in reversed(self.starts):
+                for key in unpacked(starts):
                     recorder._emit(BWD_ENTER, key, t_ns)
             if self.starts and not recorder._in_backward:
                 queue_pass_end(recorder)
