@@ -1,4 +1,4 @@
-"""Per-step overhead of greenprof.profile() against torch.profiler, on five workloads.
+"""Per-step overhead of greenprof.profile() against torch.profiler, on six workloads.
 
 Run by hand (not part of the test suite):
 
