@@ -10,8 +10,8 @@ on the autograd engine marks the end of each backward pass (see
 The pre-hook goes in through the tensor, as ``Tensor.register_hook`` does it, not through
 ``Node.register_prehook``: the tensor's ``_backward_hooks`` dict is set and handed to its node in
 one call each, where ``register_prehook`` runs torch's Python registration (an ``OrderedDict``
-and a ``RemovableHandle`` per node, and the node's ``metadata`` dict to find the hook again): 2.8
-of the 3.9 us a node cost. The hook is found again on the tensor; an in-place operation gives
+and a ``RemovableHandle`` per node, and the node's ``metadata`` dict to find the hook again):
+timed alone, 1.3 us a node against 2.8 us. The hook is found again on the tensor; an in-place operation gives
 the tensor a new node and torch empties its ``_backward_hooks``, so a hook found there always
 sits on the tensor's node.
 """
@@ -63,7 +63,7 @@ def hook_backward(
         node: ``out.grad_fn``.
     """
     # The node hooked last: in a chain, this module's input node; for a container, its output
-    # node (that of its last child). Found here, it needs no lookup in the node's metadata.
+    # node (that of its last child). Found here, it needs no lookup on the tensor.
     last_node, last_hook = recorder.last_node, recorder.last_hook
     hook = last_hook if node is last_node else node_hook(recorder, out, node)
     hook.starts = hook.starts << KEY_BITS | (key + 1)
