@@ -13,11 +13,14 @@ one call each, where ``register_prehook`` runs torch's Python registration (an `
 and a ``RemovableHandle`` per node, and the node's ``metadata`` dict to find the hook again):
 timed alone, 1.3 us a node against 2.8 us. The hook is found again on the tensor; an in-place
 operation gives the tensor a new node and torch empties its ``_backward_hooks``, so a hook found
-there always sits on the tensor's node.
+there always sits on the tensor's node. The hook dicts, each with its hook, are used again once
+their graph is gone (:class:`HookPool`): a steady training loop allocates none, and so gives the
+garbage collector nothing to count.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ from greenprof.track.events import BWD_ENTER, BWD_EXIT
 from greenprof.track.tensors import first_grad_tensor
 
 _Tensor = torch.Tensor
+_getrefcount = sys.getrefcount
 
 #: Key of greenprof's pre-hook in a tensor's ``_backward_hooks`` (torch's own keys are ints), and
 #: in a node's ``metadata`` for tensors of a subclass.
@@ -45,6 +49,88 @@ class HookDict(dict):
     """
 
     __slots__ = ("__weakref__",)
+
+
+def _free_refs() -> int:
+    """References to a dict that only a list and a local name hold, as :meth:`HookPool.take` counts.
+
+    Counted once, here: the figure depends on how the interpreter counts a call's own references.
+    """
+    dicts = [HookDict()]
+    hooks = dicts[0]
+    return _getrefcount(hooks)
+
+
+_FREE_REFS = _free_refs()
+
+
+class HookPool:
+    """Hook dicts, each with its :class:`NodeHook`, used again once no tensor or node holds them.
+
+    A training step keeps a hook dict and a hook alive for each hooked node until its graph is
+    freed; allocated anew each step, they are two new objects a module call for the garbage
+    collector's count, which runs a collection once 700 are new. Taken from here, they are old
+    objects: a steady loop allocates none. A dict is free when the pool's is its only reference:
+    the tensor it was put on and the node's pre-hook, which hold it, are gone.
+    """
+
+    #: Dicts looked at for a free one before a new one is made. They are taken in turn, so past
+    #: the graphs a loop keeps alive (the last step's, held by its loss) the next one is free.
+    SCAN = 8
+    #: Dicts kept at most. Walking past the dicts of a graph that is kept alive makes a few new
+    #: ones each time; past this many, those are not kept.
+    LIMIT = 1 << 12
+
+    __slots__ = ("_dicts", "_next")
+
+    def __init__(self) -> None:
+        self._dicts: list[HookDict] = []
+        self._next = 0
+
+    def take(self, recorder: Any) -> HookDict:
+        """A hook dict that holds only a fresh hook of ``recorder``'s, from the pool if one is free.
+
+        Every hook in a pool is ``recorder``'s: a recorder has a pool of its own.
+        """
+        # In a steady loop the next dict is free, and its tensor had no hook of the user's.
+        dicts, i = self._dicts, self._next
+        if i < len(dicts):
+            # Held by a name before it is counted: another thread that looks at the same dict
+            # meanwhile counts this reference, so that one thread at most takes it.
+            hooks = dicts[i]
+            if _getrefcount(hooks) == _FREE_REFS and len(hooks) == 1:
+                self._next = i + 1
+                hook = hooks[HOOK_KEY]
+                hook.starts = hook.ends = 0
+                return hooks
+        return self._take_further(recorder)
+
+    def _take_further(self, recorder: Any) -> HookDict:
+        dicts = self._dicts
+        size = len(dicts)
+        i = self._next
+        if i >= size:
+            # Round the ring: its start is free once the graph made there is gone. Where it is
+            # not, all dicts are in use (the first steps): the ring grows, looking no further.
+            i, scan = 0, 1
+        else:
+            scan = self.SCAN  # a graph kept alive holds these: look past its dicts
+        for _ in range(min(size - i, scan)):
+            hooks = dicts[i]  # named before it is counted, as in take()
+            i += 1
+            if _getrefcount(hooks) == _FREE_REFS:
+                self._next = i
+                hook = hooks[HOOK_KEY]
+                if len(hooks) != 1:  # the user's hooks, put on the tensor it was last on
+                    hooks.clear()
+                    hooks[HOOK_KEY] = hook
+                hook.starts = hook.ends = 0
+                return hooks
+        hooks = HookDict(((HOOK_KEY, NodeHook(recorder)),))
+        if size < self.LIMIT:
+            dicts.append(hooks)
+        self._next = len(dicts) if scan == 1 else i
+        return hooks
 
 
 # ``recorder`` is a :class:`~.hooks.HookRecorder`; typed ``Any`` so that this module, which the
@@ -102,10 +188,9 @@ def node_hook(recorder: Any, tensor: torch.Tensor, node: Any) -> NodeHook:
     if type(tensor) is _Tensor:
         hooks = tensor._backward_hooks
         if hooks is None:
-            hook = NodeHook(recorder)
-            tensor._backward_hooks = HookDict(((HOOK_KEY, hook),))
+            hooks = tensor._backward_hooks = recorder.hook_pool.take(recorder)
             node._register_hook_dict(tensor)
-            return hook
+            return hooks[HOOK_KEY]
         # The user's hooks on this tensor: torch calls every hook in the dict, ours too.
         hook = hooks.get(HOOK_KEY)
         if hook is None:

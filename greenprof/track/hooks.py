@@ -24,7 +24,7 @@ from greenprof.clock import now_ns
 from greenprof.cuda_state import cuda_in_use, stream_capturing
 from greenprof.track.active import active_recorder as active_recorder  # re-exported
 from greenprof.track.active import claim, release
-from greenprof.track.backward import hook_output_backward
+from greenprof.track.backward import HookPool, hook_output_backward
 from greenprof.track.calls import make_module_call
 from greenprof.track.cuda_clock import DeviceClocks, module_device
 from greenprof.track.events import (
@@ -81,6 +81,7 @@ class HookRecorder:
         # module's input. Released when the outermost forward ends: it holds the graph alive.
         self.last_node: Any = None
         self.last_hook: Any = None
+        self.hook_pool = HookPool()
         self.step_callback: Callable[[], None] | None = None
         self._ids: dict[int, int] = self._names.ids  # read on every module call
         self._in_backward = False
