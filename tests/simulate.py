@@ -142,8 +142,9 @@ class GroundTruthSensor(Sensor):
                 self._transition()
                 self._stack.pop()
 
-    def _transition(self) -> None:
-        t = now_ns()
+    def _transition(self, t: int | None = None) -> None:
+        if t is None:
+            t = now_ns()
         name, watts = self._current_power()
         joules = watts * (t - self._t_last) * 1e-9
         self._energy += joules
@@ -156,9 +157,12 @@ class GroundTruthSensor(Sensor):
             del self._history_t[: _HISTORY_MAX // 2], self._history_j[: _HISTORY_MAX // 2]
 
     def _enter(self, module: torch.nn.Module, args: object) -> None:
+        # The module starts before the lock is taken: greenprof's hooks, around these, count a
+        # wait for a sensor read in this hook to the module (its exit counts it so already).
+        t = now_ns()
         if id(module) in self._names:
             with self._lock:
-                self._transition()
+                self._transition(t)
                 self._stack.append(id(module))
 
     def _exit(self, module: torch.nn.Module, args: object, output: object) -> None:
