@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,26 @@ def check_interval_s(interval_s: object) -> float:
     if interval_s <= 0:
         raise ConfigError(f"interval_s must be positive, got {interval_s!r}")
     return float(interval_s)
+
+
+#: Signals a process gets from outside (a terminal's Ctrl-C, a scheduler's stop) whose Python
+#: handlers run on the main thread.
+_MAIN_THREAD_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+    if hasattr(signal, name)
+)
+
+
+def leave_signals_to_the_main_thread() -> None:
+    """Block the calling thread from receiving :data:`_MAIN_THREAD_SIGNALS`.
+
+    The kernel gives a process's signal to any thread that does not block it. Taken on the
+    sampler's thread, a Ctrl-C only reaches the main thread's handler once that thread next checks
+    for signals, which may be after more of the user's code ran.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
 
 
 class Sampler:
@@ -195,6 +216,7 @@ class Sampler:
         self.stop()
 
     def _run(self) -> None:
+        leave_signals_to_the_main_thread()
         cpu0_s = time.thread_time()
         interval_s = self.interval_s
         fine_s = interval_s / REFINE_FACTOR

@@ -1,4 +1,5 @@
 import math
+import signal
 import threading
 import time
 
@@ -405,3 +406,28 @@ def test_a_thinned_slow_counter_still_shows_when_it_held_its_value():
     lo, hi, _ = update_gaps(*buffer.copy())
     assert np.all(hi > lo)  # each update still lies between a poll before it and one after
     assert np.median(hi - lo) < 100
+
+
+class MaskReporting(Sensor):
+    """Records the signals blocked on the thread that reads it, once the sampler's thread has."""
+
+    name, device, measured = "mask", "cpu", True
+
+    def __init__(self):
+        self.masks: list[set[int]] = []
+        self.read_on_sampler = threading.Event()
+
+    def energy_j(self) -> float:
+        if threading.current_thread().name == THREAD_NAME:
+            self.masks.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+            self.read_on_sampler.set()
+        return 0.0
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no POSIX signal masks")
+def test_the_sampler_thread_leaves_ctrl_c_and_stop_signals_to_the_main_thread():
+    sensor = MaskReporting()
+    with Sampler([sensor], interval_s=0.001):
+        assert sensor.read_on_sampler.wait(WAIT_S)
+    assert {signal.SIGINT, signal.SIGTERM} <= sensor.masks[0]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the test's own
