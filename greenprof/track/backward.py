@@ -62,6 +62,8 @@ def _free_refs() -> int:
 
 
 _FREE_REFS = _free_refs()
+#: Without a GIL, counts of references can be deferred: a dict would look free while in use.
+_POOLED = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class HookPool:
@@ -127,7 +129,7 @@ class HookPool:
                 hook.starts = hook.ends = 0
                 return hooks
         hooks = HookDict(((HOOK_KEY, NodeHook(recorder)),))
-        if size < self.LIMIT:
+        if size < self.LIMIT and _POOLED:
             dicts.append(hooks)
         self._next = len(dicts) if scan == 1 else i
         return hooks

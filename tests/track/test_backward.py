@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import nn
 
-from greenprof.track import events
+from greenprof.track import backward, events
 from greenprof.track.backward import HookPool
 from greenprof.track.hooks import HookRecorder
 
@@ -219,3 +219,14 @@ def test_hook_dicts_in_use_by_other_threads_are_taken_once():
         enters = sum(1 for c, _name in _backward_events(rec) if c == events.BWD_ENTER)
     assert not errors
     assert enters == 3 * 30 * 11
+
+
+def test_without_a_gil_hook_dicts_are_made_anew_and_time_the_same(monkeypatch):
+    monkeypatch.setattr(backward, "_POOLED", False)
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(5)])
+    with HookRecorder() as rec:
+        for _ in range(3):
+            model(torch.randn(2, 4)).sum().backward()
+        assert not rec.hook_pool._dicts
+    enters = [c for c, _name in _backward_events(rec) if c == events.BWD_ENTER]
+    assert len(enters) == 3 * 6
