@@ -53,37 +53,86 @@ class StepMarks:
             self.stride *= 2
 
 
-class LoadProbe:
-    """This process's CPU time against wall time, and the machine's load, over the profile."""
+#: Where the kernel counts the machine's CPU time (Linux).
+PROC_STAT = "/proc/stat"
 
-    def __init__(self) -> None:
+
+def machine_busy_s(path: str = PROC_STAT) -> float | None:
+    """Seconds of CPU time the whole machine spent busy since boot (None where unknown).
+
+    Busy is user, nice, system, interrupts and steal (time the hypervisor gave the machine's
+    CPUs to other guests): everything but idle and waiting for I/O, of every CPU.
+    """
+    try:
+        with open(path, encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    try:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    except ValueError:
+        return None
+    return (user + nice + system + irq + softirq + steal) / _clock_ticks_per_s()
+
+
+def _clock_ticks_per_s() -> int:
+    try:
+        return int(os.sysconf("SC_CLK_TCK")) or 100
+    except (AttributeError, ValueError, OSError):
+        return 100
+
+
+class LoadProbe:
+    """This process's CPU time against wall time, and the machine's load, over the profile.
+
+    Args:
+        stat_path: the kernel's CPU time counters (``/proc/stat``); where unreadable, the share
+            of other processes is not known.
+    """
+
+    def __init__(self, stat_path: str = PROC_STAT) -> None:
+        self._stat_path = stat_path
         self._start = self._read()
 
-    @staticmethod
-    def _read() -> tuple[float, float, int]:
+    def _read(self) -> tuple[float, float, int, float | None]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), time.process_time(), int(usage.ru_nivcsw)
+        return (
+            time.perf_counter(),
+            time.process_time(),
+            int(usage.ru_nivcsw),
+            machine_busy_s(self._stat_path),
+        )
 
     def facts(self) -> dict[str, Any]:
         """Return ``meta["load"]``: the figures from the start of the profile to now.
 
         ``wall_s``, ``cpu_s`` (this process, all threads), ``cpu_per_wall``,
-        ``involuntary_switches`` (times the process was preempted), ``load_avg_1m`` and
-        ``logical_cpus``.
+        ``involuntary_switches`` (times the process was preempted), ``load_avg_1m``,
+        ``logical_cpus`` and ``others_cpu_share``: the machine's busy CPU time that was not this
+        process's, over all its CPUs' wall time (0 to 1; None where unknown). Other work shows
+        there at once, where the load average follows it over a minute, and CPUs that share a
+        core slow each other without this process waiting for a CPU.
         """
-        wall, cpu, switches = self._read()
+        wall, cpu, switches, busy = self._read()
         wall_s, cpu_s = wall - self._start[0], cpu - self._start[1]
         try:
             load = os.getloadavg()[0]
         except OSError:
             load = None
+        cpus = os.cpu_count() or 1
+        others = None
+        if busy is not None and self._start[3] is not None and wall_s > 0:
+            others = min(max((busy - self._start[3] - cpu_s) / (wall_s * cpus), 0.0), 1.0)
         return {
             "wall_s": wall_s,
             "cpu_s": cpu_s,
             "cpu_per_wall": cpu_s / wall_s if wall_s > 0 else None,
             "involuntary_switches": switches - self._start[2],
             "load_avg_1m": load,
-            "logical_cpus": os.cpu_count() or 1,
+            "logical_cpus": cpus,
+            "others_cpu_share": others,
         }
 
 

@@ -38,6 +38,8 @@ _STARVED = 0.85
 _CROWDED = 1.0
 #: B's load average per logical CPU rose by at least this much: other work ran beside it.
 _LOAD_RISE = 0.5
+#: Other processes' share of the machine's CPUs rose by at least this much in B.
+_OTHERS_RISE = 0.25
 #: Modules below this share of a run's energy do not vote on a common factor.
 _FACTOR_MIN_SHARE = 0.01
 #: At least this many modules must vote before a change is called the machine's.
@@ -142,6 +144,8 @@ class MachineLoad:
         wall_factor: B's wall time per step over A's (None: unknown).
         cpu_per_wall_a: A's CPU seconds per wall second (None: unknown); likewise ``_b``.
         load_a: A's load average per logical CPU (None: unknown); likewise ``_b``.
+        others_a: the share of the machine's CPU time other processes took during A (None:
+            unknown); likewise ``_b``.
     """
 
     busier: bool
@@ -152,6 +156,8 @@ class MachineLoad:
     cpu_per_wall_b: float | None
     load_a: float | None
     load_b: float | None
+    others_a: float | None = None
+    others_b: float | None = None
 
     def describe(self) -> str:
         """Return the evidence in words: ``wall time per step x1.60, CPU per wall second ...``."""
@@ -165,6 +171,11 @@ class MachineLoad:
             )
         if self.load_a is not None and self.load_b is not None:
             parts.append(f"load per CPU {self.load_a:.2f} -> {self.load_b:.2f}")
+        if self.others_a is not None and self.others_b is not None:
+            parts.append(
+                f"other processes' CPU {100 * self.others_a:.0f}% -> "
+                f"{100 * self.others_b:.0f}% of the machine"
+            )
         return ", ".join(parts) or "no figures"
 
 
@@ -182,21 +193,30 @@ def machine_load(
     wall = [_wall_per_step(s, m) for s, m in ((spread_a, meta_a), (spread_b, meta_b))]
     cpu = [_cpu_per_wall(s, m) for s, m in ((spread_a, meta_a), (spread_b, meta_b))]
     load = [_load(s, m) for s, m in ((spread_a, meta_a), (spread_b, meta_b))]
-    if all(v is None for v in (*cpu, *load)):
+    others = [_others(m) for m in (meta_a, meta_b)]
+    if all(v is None for v in (*cpu, *load, *others)):
         return None
     wall_factor = wall[1] / wall[0] if wall[0] and wall[1] else None
-    busier = _busier(cpu, load, wall_factor)
-    fewer = _busier(cpu[::-1], load[::-1], 1 / wall_factor if wall_factor else None)
+    busier = _busier(cpu, load, others, wall_factor)
+    fewer = _busier(cpu[::-1], load[::-1], others[::-1], 1 / wall_factor if wall_factor else None)
     crowded = any(x is not None and x >= _CROWDED for x in load)
-    return MachineLoad(busier, busier or fewer, crowded, wall_factor, *cpu, *load)
+    return MachineLoad(busier, busier or fewer, crowded, wall_factor, *cpu, *load, *others)
 
 
-def _busier(cpu: list[float | None], load: list[float | None], wall_factor: float | None) -> bool:
+def _busier(
+    cpu: list[float | None],
+    load: list[float | None],
+    others: list[float | None],
+    wall_factor: float | None,
+) -> bool:
     """True when the second run's machine was busier than the first's."""
     starved = cpu[0] is not None and cpu[1] is not None and cpu[1] < _STARVED * cpu[0]
     crowded = load[0] is not None and load[1] is not None and load[1] - load[0] >= _LOAD_RISE
+    shared = (
+        others[0] is not None and others[1] is not None and others[1] - others[0] >= _OTHERS_RISE
+    )
     slower = wall_factor is None or wall_factor > _SLOWER
-    return slower and (starved or crowded)
+    return slower and (starved or crowded or shared)
 
 
 def _wall_per_step(spread: RunSpread | None, meta: dict[str, object]) -> float | None:
@@ -221,6 +241,11 @@ def _load(spread: RunSpread | None, meta: dict[str, object]) -> float | None:
     facts = _load_facts(meta)
     load, cpus = facts.get("load_avg_1m"), facts.get("logical_cpus") or 1
     return float(load) / float(cpus) if isinstance(load, (int, float)) else None  # type: ignore[arg-type]
+
+
+def _others(meta: dict[str, object]) -> float | None:
+    value = _load_facts(meta).get("others_cpu_share")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _load_facts(meta: dict[str, object]) -> dict[str, object]:

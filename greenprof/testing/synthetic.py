@@ -198,6 +198,7 @@ def stepped_session(
     power_w: float = 10.0,
     cpu_per_wall: float = 0.97,
     load_per_cpu: float = 0.1,
+    others_share: float | None = None,
     drift_rel: float = 0.0,
     seed: int = 0,
 ) -> Session:
@@ -217,6 +218,8 @@ def stepped_session(
         power_w: power of every module.
         cpu_per_wall: the process's CPU seconds per wall second.
         load_per_cpu: the machine's load average per logical CPU.
+        others_share: the share of the machine's CPU time other processes took (None: not
+            recorded, as on a machine without ``/proc/stat``).
         drift_rel: relative standard deviation of the whole run's level (the same in every
             window: no resampling of one run can see it).
         seed: random seed; the same arguments give the same session.
@@ -276,6 +279,7 @@ def stepped_session(
             "cpu_per_wall": cpu_per_wall,
             "load_avg_1m": 2 * load_per_cpu,
             "logical_cpus": 2,
+            "others_cpu_share": others_share,
         },
     }
     return Session(meta, layers, steps=steps, step_modules=step_modules)

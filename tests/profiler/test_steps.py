@@ -1,10 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import greenprof
-from greenprof.profiler.steps import MAX_MARKS, StepMarks
+from greenprof.profiler.steps import MAX_MARKS, PROC_STAT, LoadProbe, StepMarks
 from greenprof.sensors import ReplaySensor
 from greenprof.session import OUTSIDE_MODULE, STEPS_FILE, Session
 
@@ -72,3 +74,24 @@ def test_step_marks_stay_bounded_on_a_long_run() -> None:
     assert marks.stride == 4
     # Every kept mark is a whole number of strides from the first.
     assert set(np.diff(marks.times_ns)) == {marks.stride * 1000}
+
+
+def _stat(path, busy_jiffies: int) -> None:
+    path.write_text(f"cpu  {busy_jiffies} 0 0 5000 0 0 0 0 0 0\ncpu0 1 0 0 1 0 0 0 0 0 0\n")
+
+
+def test_the_share_of_other_processes_comes_from_the_kernels_cpu_counters(tmp_path) -> None:
+    stat = tmp_path / "stat"
+    _stat(stat, 1000)
+    probe = LoadProbe(str(stat))
+    assert probe.facts()["others_cpu_share"] == 0.0  # the machine did no more than this process
+    _stat(stat, 1000 + 1_000_000)  # far more than all CPUs could do since: clipped
+    assert probe.facts()["others_cpu_share"] == 1.0
+    assert LoadProbe(str(tmp_path / "missing")).facts()["others_cpu_share"] is None
+    stat.write_text("garbage\n")
+    assert LoadProbe(str(stat)).facts()["others_cpu_share"] is None
+
+
+@pytest.mark.skipif(not os.path.exists(PROC_STAT), reason="no /proc/stat")
+def test_the_share_of_other_processes_is_recorded_on_linux(session) -> None:
+    assert 0.0 <= session.meta["load"]["others_cpu_share"] <= 1.0

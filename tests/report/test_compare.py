@@ -247,3 +247,16 @@ def test_an_old_run_without_steps_falls_back_and_says_so() -> None:
     comparison = compare_sessions(old, new)
     assert not comparison.measured_spread
     assert any("A recorded no per-step series" in note for note in comparison.notes)
+
+
+def test_other_processes_taking_the_machine_make_a_slower_run_no_regression() -> None:
+    # Beside another process on CPUs that share a core, B waits for no CPU and the load average
+    # lags: what shows at once is the machine's busy time that was not the run's.
+    before = stepped_session(COSTS, others_share=0.05, **IDLE)
+    slower = {m: 1.5 * c for m, c in COSTS.items()}
+    comparison = compare_sessions(before, stepped_session(slower, seed=1, others_share=0.5, **IDLE))
+    assert comparison.worse().empty and not comparison.total_worse
+    note = next(n for n in comparison.notes if n.startswith(MACHINE_SLOWER))
+    assert "other processes' CPU 5% -> 50% of the machine" in note
+    quiet = compare_sessions(before, stepped_session(slower, seed=1, others_share=0.05, **IDLE))
+    assert set(quiet.worse()["module"]) >= {"fc1", "fc2", "head"}
