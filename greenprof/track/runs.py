@@ -4,9 +4,10 @@ A decoding loop or an inference pass drains thousands of main-thread forward eve
 module enters and exits, nested, nothing else. :func:`feed_buffer` finds those runs in a drained
 buffer and gives them to :func:`forward_run`, which computes what the timeline's event loop would
 (self-time segments, calls per column, the stack left open, root calls for the step count) from
-the depths of the events, at a small fraction of the loop's cost per event. Everything else
-(backward passes, optimizer steps, regions, other threads, nesting an exception broke) goes
-through the loop, event by event, so the two ways always agree (a property test holds them to
+the depths of the events, at a small fraction of the loop's cost per event. A buffer of training
+steps (backward passes and optimizer steps among the calls) goes to
+:func:`~.brackets.bracket_run` whole. Everything else (other threads, nesting an exception broke)
+goes through the loop, event by event, so the ways always agree (property tests hold them to
 it). ``timeline`` is a :class:`~.timeline.Timeline`, typed ``Any`` as in :mod:`~.threads`.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from greenprof.schema import OUTSIDE_KEY
+from greenprof.track.brackets import bracket_run
 from greenprof.track.events import (
     FORWARD,
     FWD_ENTER,
@@ -51,6 +53,12 @@ def feed_buffer(timeline: Any, flat: array) -> None:
     breaks = np.flatnonzero(
         (codes[:end] != FWD_ENTER) & (codes[:end] != FWD_EXIT) & (codes[:end] < REGION_ENTER)
     )
+    if len(breaks) and end >= MIN_RUN_EVENTS and not (timeline._tracing or timeline._thread_stacks):
+        # Training steps: backward and optimizer events among the forward ones, all at once.
+        if bracket_run(timeline, events[:end], region_states(timeline, events[:end])):
+            if end < n:
+                timeline._feed_events(triples(flat[3 * end :]))
+            return
     starts = np.concatenate(([0], breaks + 1))
     stops = np.concatenate((breaks, [end]))
     long = np.flatnonzero(stops - starts >= MIN_RUN_EVENTS)
@@ -98,7 +106,7 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
     opened = by_depth_event[np.searchsorted(by_depth, (depth[exits] + 1) * (n + 1) + exits) - 1]
     if not np.array_equal(keys[opened], keys[exits]):
         return False
-    regions = _regions(timeline, events)
+    regions = region_states(timeline, events)
     if regions is None:
         return False
     region_after, outside_after, open_regions, unmatched = regions
@@ -146,7 +154,7 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
     return True
 
 
-def _regions(timeline: Any, events: np.ndarray) -> Any:
+def region_states(timeline: Any, events: np.ndarray) -> Any:
     """The region in effect and the outside column after each event, and the regions left open.
 
     Returns:
