@@ -91,7 +91,7 @@ def bracket_run(timeline: Any, events: np.ndarray, regions: Any) -> bool:
         at_end = ends[np.searchsorted(ends, entered[left])]
         close[left] = np.where(backward[entered[left]], at_end, n)
     top = _innermost(entered, close, n)
-    columns = _known_columns(timeline, keys[entered], phase[entered], region_after[entered])
+    columns = known_columns(timeline, keys[entered], phase[entered], region_after[entered])
     if columns is None:
         return False
     # A forward or optimizer exit must close what runs: else an exception left calls open.
@@ -102,17 +102,8 @@ def bracket_run(timeline: Any, events: np.ndarray, regions: Any) -> bool:
     column_at = np.zeros(n, np.int64)
     column_at[entered] = columns
     after = np.where(top >= 0, column_at[np.maximum(top, 0)], outside_after)
-    t_last = np.maximum.accumulate(np.concatenate(([timeline._t_last], t_ns)))
-    ran = np.concatenate(([timeline._outside], after[:-1]))
-    gives = t_ns > t_last[:-1]
-    timeline._segments.frombytes(
-        np.stack((t_last[:-1][gives], t_ns[gives], ran[gives]), axis=1).tobytes()
-    )
-    timeline._t_last = int(t_last[-1])
-    calls = timeline._calls
-    counted = np.bincount(columns)
-    for column in np.flatnonzero(counted).tolist():
-        calls[column] += int(counted[column])
+    give_self_time(timeline, t_ns, np.concatenate(([timeline._outside], after[:-1])))
+    count_calls(timeline, columns)
     count = timeline.step_count
     roots = exits[(codes[exits] == FWD_EXIT) & (top[exits] < 0)]
     for key, forward_ns in zip(
@@ -129,12 +120,41 @@ def bracket_run(timeline: Any, events: np.ndarray, regions: Any) -> bool:
         e = int(entered[i])
         depth = i - int(np.searchsorted(closes_sorted, e))
         timeline._stack.append([int(keys[e]), int(phase[e]), int(columns[i]), int(t_ns[e]), depth])
+    leave_regions(timeline, open_regions, unmatched)
+    return True
+
+
+def give_self_time(timeline: Any, t_ns: np.ndarray, ran: np.ndarray) -> None:
+    """Give the time up to each event (from the latest one so far) to what ran before it.
+
+    Args:
+        timeline: the timeline the self-time segments go to.
+        t_ns: the run's event times.
+        ran: the column that ran up to each event.
+    """
+    t_last = np.maximum.accumulate(np.concatenate(([timeline._t_last], t_ns)))
+    gives = t_ns > t_last[:-1]
+    timeline._segments.frombytes(
+        np.stack((t_last[:-1][gives], t_ns[gives], ran[gives]), axis=1).tobytes()
+    )
+    timeline._t_last = int(t_last[-1])
+
+
+def count_calls(timeline: Any, columns: np.ndarray) -> None:
+    """Add a call to each column of ``columns`` (one per enter)."""
+    calls = timeline._calls
+    counted = np.bincount(columns)
+    for column in np.flatnonzero(counted).tolist():
+        calls[column] += int(counted[column])
+
+
+def leave_regions(timeline: Any, open_regions: Any, unmatched: int) -> None:
+    """The regions open after a run (None: the run had no region event), as the loop leaves them."""
     if open_regions is not None:
         timeline._regions[:] = open_regions
         timeline._region = open_regions[-1][1] if open_regions else NO_REGION
         timeline._outside = timeline._column_of[(OUTSIDE_KEY, OTHER, timeline._region)]
     timeline.inconsistencies += unmatched
-    return True
 
 
 def _partners(
@@ -215,8 +235,8 @@ def _innermost(entered: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
     return np.where(q >= 0, entered[np.maximum(q, 0)], -1)
 
 
-def _known_columns(
-    timeline: Any, keys: np.ndarray, phases: np.ndarray, regions: np.ndarray
+def known_columns(
+    timeline: Any, keys: np.ndarray, phases: np.ndarray | int, regions: np.ndarray
 ) -> np.ndarray | None:
     """The column of each enter (``keys`` in ``phases`` and ``regions``); None when one is new."""
     if not len(keys):

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from greenprof.schema import OUTSIDE_KEY
-from greenprof.track.brackets import bracket_run
+from greenprof.track.brackets import (
+    bracket_run,
+    count_calls,
+    give_self_time,
+    known_columns,
+    leave_regions,
+)
 from greenprof.track.events import (
     FORWARD,
     FWD_ENTER,
@@ -34,8 +40,6 @@ from greenprof.track.region_stack import region_event
 
 #: Shorter runs go through the loop: numpy's fixed cost per call would outweigh the gain.
 MIN_RUN_EVENTS = 128
-_REGION_BITS = 20
-_REGION_MASK = (1 << _REGION_BITS) - 1
 
 
 def feed_buffer(timeline: Any, flat: array) -> None:
@@ -110,7 +114,7 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
     if regions is None:
         return False
     region_after, outside_after, open_regions, unmatched = regions
-    columns = _known_columns(timeline._column_of, keys[entered], region_after[entered])
+    columns = known_columns(timeline, keys[entered], FORWARD, region_after[entered])
     if columns is None:
         return False
     column_at = np.empty(n, np.int64)
@@ -122,18 +126,8 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
     if stack:
         outside_after = np.full(n, base_column)  # below the run, a call of before it runs
     after = np.where(depth > 0, column_at[inner], outside_after)  # what runs after event j
-    # Self time: from the latest time so far to each later event, to what ran before it.
-    t_last = np.maximum.accumulate(np.concatenate(([timeline._t_last], t_ns)))
-    before = np.concatenate(([base_column], after[:-1]))
-    gives = t_ns > t_last[:-1]
-    timeline._segments.frombytes(
-        np.stack((t_last[:-1][gives], t_ns[gives], before[gives]), axis=1).tobytes()
-    )
-    timeline._t_last = int(t_last[-1])
-    calls = timeline._calls
-    counted = np.bincount(columns)
-    for column in np.flatnonzero(counted).tolist():
-        calls[column] += int(counted[column])
+    give_self_time(timeline, t_ns, np.concatenate(([base_column], after[:-1])))
+    count_calls(timeline, columns)
     if not stack:
         roots = depth[exits] == 0
         for key, forward_ns in zip(
@@ -146,11 +140,7 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
     for level in range(1, int(depth[-1]) + 1):
         e = int(by_depth_event[np.searchsorted(by_depth, level * (n + 1) + n, "right") - 1])
         stack.append([int(keys[e]), FORWARD, int(column_at[e]), int(t_ns[e]), base + level - 1])
-    if open_regions is not None:
-        timeline._regions[:] = open_regions
-        timeline._region = open_regions[-1][1] if open_regions else NO_REGION
-        timeline._outside = timeline._column_of[(OUTSIDE_KEY, OTHER, timeline._region)]
-    timeline.inconsistencies += unmatched
+    leave_regions(timeline, open_regions, unmatched)
     return True
 
 
@@ -182,20 +172,3 @@ def region_states(timeline: Any, events: np.ndarray) -> Any:
     # Event j sees the state after the last region event at or before it.
     since = np.searchsorted(at, np.arange(n), side="right")
     return np.array(in_effect)[since], np.array(outsides)[since], regions, unmatched
-
-
-def _known_columns(
-    column_of: dict[tuple[int, int, int], int], keys: np.ndarray, regions: np.ndarray
-) -> np.ndarray | None:
-    """The forward column of each call (``keys`` in ``regions``), or None when one is new."""
-    if len(regions) and int(regions.max()) > _REGION_MASK:
-        return None  # a million regions: the loop's
-    # One int per (key, region): region ids are small, keys far below 2**43.
-    unique, inverse = np.unique((keys << _REGION_BITS) | regions, return_inverse=True)
-    table = []
-    for pair in unique.tolist():
-        column = column_of.get((pair >> _REGION_BITS, FORWARD, pair & _REGION_MASK))
-        if column is None:
-            return None
-        table.append(column)
-    return np.array(table, np.int64)[inverse]
