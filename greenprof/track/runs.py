@@ -45,9 +45,11 @@ MIN_RUN_EVENTS = 128
 def feed_buffer(timeline: Any, flat: array) -> None:
     """Feed a drained flat buffer of ``(t_ns, code, key)`` slots to ``timeline``.
 
-    Long runs of forward events go to :func:`forward_run`, the events between them (and every
-    event from another thread's first one on, which the loop handles thread by thread) to the
-    timeline's loop, in order.
+    Training steps (backward or optimizer events among the calls) go to
+    :func:`~.brackets.bracket_run` whole, up to another thread's first event. Otherwise, or where
+    that declines, long runs of forward events go to :func:`forward_run`, the events between them
+    (and every event from another thread's first one on, which the loop handles thread by thread)
+    to the timeline's loop, in order.
     """
     events = np.frombuffer(flat, np.int64).reshape(-1, 3)
     codes = events[:, 1]
