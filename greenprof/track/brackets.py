@@ -192,7 +192,7 @@ def _partners(
     position = np.arange(len(ev))
     opened = np.flatnonzero(enter[ev])
     code = (ordinal * width + depth + n) * (n + 1) + position
-    by_code = code[opened]  # increasing: sorted by group, depth is not, so sort
+    by_code = code[opened]  # in group order, but not in depth order: sorted below
     order = np.argsort(by_code, kind="stable")
     by_code, opened = by_code[order], opened[order]
     closing = np.flatnonzero(~enter[ev] & ~unmatched)
