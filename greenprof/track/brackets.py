@@ -48,6 +48,7 @@ _PHASE[[FWD_ENTER, FWD_EXIT]] = FORWARD
 _PHASE[[BWD_ENTER, BWD_EXIT]] = BACKWARD
 _PHASE[[OPT_ENTER, OPT_EXIT]] = OPTIMIZER
 _KEY_BITS = 40  # module keys stay far below 2**40; the phase and pass go above them
+_KEY_MASK = (1 << _KEY_BITS) - 1  # an optimizer's key may be -1
 _REGION_BITS = 20
 _REGION_MASK = (1 << _REGION_BITS) - 1
 
@@ -75,11 +76,21 @@ def bracket_run(timeline: Any, events: np.ndarray, regions: Any) -> bool:
     enter = (codes == FWD_ENTER) | (codes == BWD_ENTER) | (codes == OPT_ENTER)
     exit_ = (codes == FWD_EXIT) | (codes == BWD_EXIT) | (codes == OPT_EXIT)
     pass_end = codes == BWD_PASS_END
+    if (keys[pass_end] >= 0).any():
+        return False  # the loop reads a pass end with a module's key as that module's exit
+    count = timeline.step_count
+    if timeline.trace_steps and (
+        (not count.backward_passes and pass_end.any())
+        or (not count.optimizer_steps and (codes == OPT_EXIT).any())
+    ):
+        # What a step is changes here (see .steps): the count drops, and the loop may start
+        # keeping spans again part way through the run.
+        return False
     phase = np.where(enter | exit_, _PHASE[np.clip(codes, 0, len(_PHASE) - 1)], -1)
     backward = phase == BACKWARD
     # Backward entries of one pass never meet the exits of the next: the pass is in the group.
     passes = np.cumsum(pass_end) - pass_end
-    group = (np.where(backward, passes + 1, 0) * 4 + phase) << _KEY_BITS | keys
+    group = (np.where(backward, passes + 1, 0) * 4 + phase) << _KEY_BITS | keys & _KEY_MASK
     partner = _partners(group, enter, exit_, backward)
     if partner is None:
         return False
@@ -104,7 +115,6 @@ def bracket_run(timeline: Any, events: np.ndarray, regions: Any) -> bool:
     after = np.where(top >= 0, column_at[np.maximum(top, 0)], outside_after)
     give_self_time(timeline, t_ns, np.concatenate(([timeline._outside], after[:-1])))
     count_calls(timeline, columns)
-    count = timeline.step_count
     roots = exits[(codes[exits] == FWD_EXIT) & (top[exits] < 0)]
     for key, forward_ns in zip(
         keys[roots].tolist(), (t_ns[roots] - t_ns[partner[roots]]).tolist(), strict=True

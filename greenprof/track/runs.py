@@ -93,11 +93,13 @@ def forward_run(timeline: Any, events: np.ndarray) -> bool:
         False, with the timeline untouched, when the loop must handle the run: an exit does not
         close the innermost open call (an exception left calls open) or closes a call opened
         before the run, or the run needs a column the timeline does not have yet (the loop makes
-        columns in the order it meets them).
+        columns in the order it meets them), or it holds no call (region events only).
     """
     n = len(events)
     t_ns, codes, keys = events[:, 0], events[:, 1], events[:, 2]
     enter = codes == FWD_ENTER
+    if not enter.any():
+        return False
     exit_ = codes == FWD_EXIT
     depth = np.cumsum(enter.astype(np.int64) - exit_)  # after each event, from the run's start
     if depth.min() < 0:

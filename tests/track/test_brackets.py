@@ -157,3 +157,55 @@ def test_a_real_training_loop_goes_through_the_bulk_path(bracket_runs) -> None:
     assert_same(loop, bulk)
     assert bracket_runs[1:] and all(bracket_runs[1:])  # the first one makes the columns
     assert loop.steps == 30
+
+
+def _fed(events: list, make, *, warm: list, trace_steps: int = 0):
+    """A loop-fed and a buffer-fed timeline, after ``warm`` (through the loop) then ``events``."""
+    loop, bulk = make(0, 10, trace_steps=trace_steps), make(0, 10, trace_steps=trace_steps)
+    for timeline in (loop, bulk):
+        timeline.feed(list(warm))
+    loop.feed(list(events))
+    bulk.feed(EventBuffer(array("q", [v for event in events for v in event])))
+    return loop, bulk
+
+
+def test_a_long_run_of_region_events_without_a_call_goes_through_the_loop() -> None:
+    regions = [(t, REGION_ENTER + t % 2, 5) for t in range(10, 300)]
+    step = [(1, FWD_ENTER, 0), (2, FWD_EXIT, 0), (3, BWD_ENTER, 0), (4, BWD_EXIT, 0)]
+    later = [(t + 1000, c, k) for t, c, k in [*step, (5, BWD_PASS_END, -1), *regions]]
+    loop, bulk = _fed(later, Timeline, warm=regions[:2])
+    assert_same(loop.finish(2000), bulk.finish(2000))
+
+
+def test_where_a_step_starts_to_mean_an_optimizer_step_spans_are_kept_as_by_the_loop() -> None:
+    def step(t):
+        return [(t, FWD_ENTER, 0), (t + 1, FWD_EXIT, 0), (t + 2, BWD_ENTER, 0)] + [
+            (t + 3, BWD_EXIT, 0),
+            (t + 4, BWD_PASS_END, -1),
+        ]
+
+    # The optimizer's column exists (as after a replay), but no optimizer step counted yet.
+    warm = [(1, OPT_ENTER, -1), (2, OPT_EXIT, -1)] + [
+        e for i in range(5) for e in step(10 + 10 * i)
+    ]
+    later = [e for i in range(30) for e in step(100 + 10 * i)]
+    later[5:5] = [(105, OPT_ENTER, -1), (105, OPT_EXIT, -1)]  # the first optimizer step
+    loop, bulk = Timeline(0, 10, trace_steps=3), Timeline(0, 10, trace_steps=3)
+    for timeline in (loop, bulk):
+        timeline.feed(list(warm))
+        timeline.step_count.optimizer_steps = 0
+        timeline._tracing = timeline._trace_open()
+        assert not timeline._tracing  # five backward passes: past the three steps kept
+    loop.feed(list(later))
+    bulk.feed(EventBuffer(array("q", [v for event in later for v in event])))
+    assert loop.trace == bulk.trace and len(loop.trace) > 3
+    assert_same(loop.finish(1000), bulk.finish(1000))
+
+
+def test_an_optimizer_key_of_minus_one_stays_apart_from_the_modules(bracket_runs) -> None:
+    step = [(1, FWD_ENTER, 3), (2, FWD_EXIT, 3), (3, BWD_ENTER, 3), (4, OPT_ENTER, -1)]
+    step += [(5, BWD_EXIT, 3), (6, OPT_EXIT, -1), (7, BWD_PASS_END, -1)]
+    events = [(t + 10 * i, c, k) for i in range(20) for t, c, k in step]
+    loop, bulk = _fed(events[7:], Timeline, warm=events[:7])
+    assert_same(loop.finish(500), bulk.finish(500))
+    assert bracket_runs == [True]
