@@ -83,6 +83,7 @@ def other_event(timeline: Any, t_ns: int, code: int, key: int, events: Iterator[
         if thread and not stack:
             del stacks[thread]  # kept only while the thread runs modules: threads come and go
         if len(stacks) == 1:
+            stacks.clear()  # the main thread's alone, the timeline's own: bulk feeding resumes
             return
         event = next(events, None)
         if event is None:

@@ -20,6 +20,7 @@ from greenprof.track.events import (
     OPT_EXIT,
     REGION_ENTER,
     REGION_EXIT,
+    THREAD_SHIFT,
     EventBuffer,
 )
 from greenprof.track.hooks import HookRecorder
@@ -209,3 +210,11 @@ def test_an_optimizer_key_of_minus_one_stays_apart_from_the_modules(bracket_runs
     loop, bulk = _fed(events[7:], Timeline, warm=events[:7])
     assert_same(loop.finish(500), bulk.finish(500))
     assert bracket_runs == [True]
+
+
+def test_training_steps_after_another_threads_call_are_fed_in_bulk(bracket_runs) -> None:
+    other = FWD_ENTER + (1 << THREAD_SHIFT)
+    events = [(100, other, 7), (200, other + 1, 7)] + [(t + 1_000, c, k) for t, c, k in training(3)]
+    loop, bulk = steps_tables(events, chunks=3)
+    assert_same(loop, bulk)
+    assert True in bracket_runs
