@@ -59,8 +59,10 @@ def feed_buffer(timeline: Any, flat: array) -> None:
     breaks = np.flatnonzero(
         (codes[:end] != FWD_ENTER) & (codes[:end] != FWD_EXIT) & (codes[:end] < REGION_ENTER)
     )
-    if len(breaks) and end >= MIN_RUN_EVENTS and not (timeline._tracing or timeline._thread_stacks):
-        # Training steps: backward and optimizer events among the forward ones, all at once.
+    bulk = not (timeline._tracing or timeline._thread_stacks or timeline._stack)
+    if len(breaks) and end >= MIN_RUN_EVENTS and bulk:
+        # Training steps: backward and optimizer events among the forward ones, all at once
+        # (calls open before the drain are the loop's: checked before the regions are read).
         if bracket_run(timeline, events[:end], region_states(timeline, events[:end])):
             if end < n:
                 timeline._feed_events(triples(flat[3 * end :]))
