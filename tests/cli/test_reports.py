@@ -316,11 +316,16 @@ def test_compare_of_a_machine_slower_as_a_whole_passes_and_a_layer_on_its_own_fa
 
 
 TINY = """
+import time
+
 import torch
 model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 x = torch.randn(64, 128)
-for _ in range(400):  # enough steps for several windows, however fast the machine
+start = time.perf_counter()
+# Seconds of steps, not a count: each run's windows then span the machine's passing load (other
+# tests run beside this one), and a run lasts long enough for many windows on any machine.
+while time.perf_counter() - start < 2.0:
     model(x).pow(2).mean().backward()
     opt.step()
     opt.zero_grad()
