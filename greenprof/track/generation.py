@@ -106,6 +106,9 @@ def _wrapped(original: Any, watch: GenerationWatch) -> Any:
                 marks["first"] = now_ns()
                 prefill.__exit__(None, None, None)
                 decode.__enter__()
+            # Only the first forward matters: without a hook of its own, each decode step's
+            # call of the model takes torch's fast path (torch runs a copy of the hooks list).
+            handle.remove()
 
         handle = model.register_forward_hook(after_forward)
         prefill.__enter__()

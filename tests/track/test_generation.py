@@ -235,3 +235,19 @@ def test_at_constant_power_each_call_gets_watts_times_its_prefill_and_decode_tim
     assert generated_j == pytest.approx(
         watts * (gen["prefill_s"].sum() + gen["decode_s"].sum()), rel=0.05
     )
+
+
+def test_decode_steps_call_the_model_without_a_hook_of_ours():
+    model, (ids, mask) = gpt2(eos=None), prompts()
+    model.generation_config.eos_token_id = None
+    hooks_seen = []
+    model.transformer.register_forward_pre_hook(
+        lambda *_: hooks_seen.append(len(model._forward_hooks))
+    )
+    session, _ = profiled(
+        lambda: model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    )
+    # The first forward needs the hook that ends prefill; the three decode steps do not.
+    assert hooks_seen == [1, 0, 0, 0]
+    assert session.generation().loc[0, "new_tokens"] == 2 * 4
+    assert not model._forward_hooks
